@@ -1,0 +1,140 @@
+"""Scale presets: one ``SCALE`` parameter picks a preset; single knobs override it.
+
+Every chapter declares a frozen dataclass of its settings and a preset table::
+
+    @dataclass(frozen=True)
+    class SMLSettings(BaseSettings):
+        n_periods: int = 30
+        epochs: int = 10
+
+    PRESETS = {"smoke": dict(n_periods=6, epochs=1), "tutorial": {}, "paper": dict(...)}
+
+    settings = make_settings(SMLSettings, PRESETS, scale="tutorial", seed=0, epochs=None)
+
+``None`` for an override means "keep the preset's value", so a notebook's
+``parameters`` cell can hold ``EPOCHS = None`` and papermill can override it.
+Unknown names, wrong types and unknown scales raise before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SCALES", "BaseSettings", "make_settings", "SettingsError"]
+
+SCALES = ("smoke", "tutorial", "paper")
+
+
+class SettingsError(ValueError):
+    """A chapter parameter has an unknown name, a wrong type or a bad value."""
+
+
+@dataclass(frozen=True)
+class BaseSettings:
+    """Settings every chapter has. Subclass and add the chapter's knobs."""
+
+    scale: str = "tutorial"
+    seed: int = 0
+    device: str = "cpu"
+    dataset: str = "ml-100k"
+
+    def validate(self) -> None:
+        """Check values (types are checked by :func:`make_settings`); extend in subclasses."""
+        if self.scale not in SCALES:
+            raise SettingsError(f"SCALE={self.scale!r} is not one of {SCALES}")
+        if self.seed < 0:
+            raise SettingsError(f"SEED must be >= 0, got {self.seed}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:  # a readable block for the notebook's settings cell
+        width = max(len(f.name) for f in dataclasses.fields(self))
+        lines = [f"{type(self).__name__}("]
+        lines += [f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        return "\n".join(lines + [")"])
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """True when ``value`` fits ``annotation`` (int, float, str, bool, tuples, lists, unions)."""
+    if annotation is Any:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return False
+        args = typing.get_args(annotation)
+        if not args:
+            return True
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return all(_type_ok(v, args[0]) for v in value)
+        if origin is tuple:
+            return len(args) == len(value) and all(_type_ok(v, a) for v, a in zip(value, args))
+        return all(_type_ok(v, args[0]) for v in value)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Lists become tuples for tuple fields; ints become floats for float fields."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple and isinstance(value, list):
+        return tuple(value)
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def make_settings(
+    cls: type[BaseSettings],
+    presets: Mapping[str, Mapping[str, Any]],
+    scale: str = "tutorial",
+    **overrides: Any,
+) -> BaseSettings:
+    """Build ``cls`` from ``presets[scale]`` and non-``None`` overrides, then validate.
+
+    Names are matched case-insensitively, so ``EPOCHS=3`` and ``epochs=3`` both work.
+    Raises :class:`SettingsError` naming the parameter and the accepted values.
+    """
+    if scale not in SCALES:
+        raise SettingsError(f"SCALE={scale!r} is not one of {SCALES}")
+    missing = [s for s in SCALES if s not in presets]
+    if missing:
+        raise SettingsError(f"{cls.__name__} presets lack the scales {missing}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {"scale": scale}
+    for source, mapping in (("preset", presets[scale]), ("parameter", overrides)):
+        for raw_name, value in mapping.items():
+            name = raw_name.lower()
+            if name not in fields:
+                raise SettingsError(
+                    f"unknown {source} {raw_name!r} for {cls.__name__}; "
+                    f"known names: {', '.join(sorted(fields))}"
+                )
+            if value is None and source == "parameter":
+                continue
+            value = _coerce(value, hints[name])
+            if not _type_ok(value, hints[name]):
+                raise SettingsError(
+                    f"{raw_name.upper()}={value!r} has type {type(value).__name__}; "
+                    f"{cls.__name__}.{name} expects {hints[name]}"
+                )
+            values[name] = value
+    settings = cls(**values)
+    settings.validate()
+    return settings

@@ -1,0 +1,238 @@
+"""The results ledger: what a chapter measured, written to ``results/<chapter>.json``.
+
+A ledger records the settings, seeds, library versions, metrics, tables,
+timings and claims of one run. The book's tables and the claims verdicts are
+computed from it, and the tests read it back.
+
+Claims: each headline claim of a paper becomes a :class:`Claim` whose verdict
+is *computed* from measured numbers by :func:`verdict` (never typed in).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from rec_lib.paths import results_dir
+from rec_lib.utils import atomic_write
+
+__all__ = ["Ledger", "Claim", "verdict", "read_ledger", "claims_frame", "library_versions"]
+
+Verdict = Literal["holds", "does not hold", "inconclusive"]
+_LIBS = ("torch", "numpy", "pandas", "scipy", "faiss", "matplotlib", "rec_lib")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose numbers could change a result."""
+    import importlib
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _LIBS:
+        try:
+            out[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except ImportError:  # pragma: no cover - every one is a dependency
+            out[name] = "missing"
+    return out
+
+
+def _jsonable(x: Any) -> Any:
+    """Turn numpy/torch/pandas values into plain JSON (NaN and inf become None)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, pd.DataFrame):
+        return {"__frame__": True, **json.loads(x.to_json(orient="split", double_precision=15))}
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if hasattr(x, "detach") and hasattr(x, "tolist"):  # torch tensor
+        return _jsonable(x.detach().cpu().tolist())
+    if isinstance(x, (bool, int, str)) or x is None:
+        return x
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"cannot store a {type(x).__name__} in the ledger: {x!r}")
+
+
+def _from_json(x: Any) -> Any:
+    if isinstance(x, dict):
+        if x.get("__frame__"):
+            return pd.DataFrame(x["data"], index=x["index"], columns=x["columns"])
+        return {k: _from_json(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_from_json(v) for v in x]
+    return x
+
+
+def verdict(
+    measured: float,
+    op: Literal[">", ">=", "<", "<=", "between"],
+    target: float | tuple[float, float],
+    tolerance: float = 0.0,
+) -> Verdict:
+    """Compare a measured number with the paper's, with an inconclusive band.
+
+    ``holds`` when ``measured op target`` holds by more than ``tolerance``;
+    ``does not hold`` when it fails by more than ``tolerance``; otherwise
+    ``inconclusive`` (the difference is within noise). For ``between``,
+    ``target`` is ``(low, high)`` and the band widens both ends.
+    """
+    if measured is None or (isinstance(measured, float) and math.isnan(measured)):
+        return "inconclusive"
+    if op == "between":
+        lo, hi = target  # type: ignore[misc]
+        if lo + tolerance <= measured <= hi - tolerance:
+            return "holds"
+        if measured < lo - tolerance or measured > hi + tolerance:
+            return "does not hold"
+        return "inconclusive"
+    t = float(target)  # type: ignore[arg-type]
+    margin = {">": measured - t, ">=": measured - t, "<": t - measured, "<=": t - measured}[op]
+    if margin > tolerance or (op in (">=", "<=") and margin >= 0 and tolerance == 0):
+        return "holds"
+    if margin < -tolerance:
+        return "does not hold"
+    return "inconclusive"
+
+
+@dataclass
+class Claim:
+    """One headline claim of a paper, checked against what we measured.
+
+    ``section`` is the label of the chapter section that shows the evidence
+    (used for links from the reproducibility report).
+    """
+
+    id: str
+    claim: str
+    paper: str
+    ours: str
+    verdict: Verdict
+    scale: str = ""
+    note: str = ""
+    section: str = ""
+
+
+@dataclass
+class Ledger:
+    """Collects one chapter's results and writes them atomically as JSON."""
+
+    chapter: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.chapter or not self.chapter.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"chapter name must be a simple identifier, got {self.chapter!r}")
+        if hasattr(self.settings, "as_dict"):
+            self.settings = self.settings.as_dict()
+
+    # -- recording -----------------------------------------------------------------
+    def log_metric(self, name: str, value: Any) -> Any:
+        """Record a number (or dict of numbers) under ``name``; returns ``value``."""
+        self.metrics[name] = _jsonable(value)
+        return value
+
+    def log_table(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
+        """Record a table; returns it so a cell can end with ``ledger.log_table(...)``."""
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"log_table expects a DataFrame, got {type(frame).__name__}")
+        self.tables[name] = _jsonable(frame)
+        return frame
+
+    def log_timing(self, name: str, seconds: Any) -> Any:
+        self.timings[name] = _jsonable(seconds)
+        return seconds
+
+    def claim(
+        self,
+        id: str,
+        claim: str,
+        paper: str,
+        ours: float | str,
+        verdict: Verdict,
+        note: str = "",
+        section: str = "",
+        fmt: str = "{:.3g}",
+    ) -> Claim:
+        """Record a claim; ``verdict`` must come from :func:`verdict` or a computed test."""
+        if verdict not in ("holds", "does not hold", "inconclusive"):
+            raise ValueError(f"verdict must be 'holds', 'does not hold' or 'inconclusive', got {verdict!r}")
+        ours_s = fmt.format(ours) if isinstance(ours, (int, float, np.floating)) else str(ours)
+        c = Claim(id, claim, paper, ours_s, verdict, self.settings.get("scale", ""), note, section)
+        self.claims = [x for x in self.claims if x.id != id] + [c]
+        return c
+
+    # -- output --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chapter": self.chapter,
+            "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            "settings": _jsonable(self.settings),
+            "metrics": self.metrics,
+            "tables": self.tables,
+            "timings": self.timings,
+            "claims": [asdict(c) for c in self.claims],
+            "notes": self.notes,
+        }
+
+    def save(self, directory: str | Path | None = None) -> Path:
+        """Write ``<directory>/<chapter>.json`` (default :func:`rec_lib.paths.results_dir`)."""
+        path = Path(directory or results_dir()) / f"{self.chapter}.json"
+        payload = json.dumps(self.to_dict(), indent=1, sort_keys=False, allow_nan=False)
+        with atomic_write(path) as fh:
+            fh.write(payload + "\n")
+        return path
+
+    def claims_frame(self) -> pd.DataFrame:
+        return claims_frame([asdict(c) for c in self.claims])
+
+
+def read_ledger(chapter: str, directory: str | Path | None = None) -> dict[str, Any]:
+    """Read ``<directory>/<chapter>.json`` back; tables come back as DataFrames."""
+    path = Path(directory or results_dir()) / f"{chapter}.json"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"no ledger for chapter {chapter!r} at {path}; execute the chapter first "
+            f"(e.g. `python -m rec_lib run {chapter}`) or set REC_LIB_RESULTS"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"ledger {path} is not valid JSON ({err}); delete it and rerun the chapter") from err
+    for key in ("chapter", "settings", "metrics", "claims"):
+        if key not in data:
+            raise ValueError(f"ledger {path} lacks the key {key!r}; delete it and rerun the chapter")
+    data["tables"] = {k: _from_json(v) for k, v in data.get("tables", {}).items()}
+    return data
+
+
+_VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold", "inconclusive": "➖ inconclusive"}
+
+
+def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
+    """The claims table of a chapter: claim, paper, ours, scale, verdict."""
+    cols = ["claim", "paper", "ours", "scale", "verdict", "note"]
+    if not claims:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(claims)
+    df["verdict"] = df["verdict"].map(_VERDICT_MARK).fillna(df["verdict"])
+    return df.set_index("id")[cols]

@@ -1,0 +1,76 @@
+"""The book's one plotting style and a few helpers every chapter uses.
+
+Call :func:`use_style` once per notebook; then every figure shares fonts,
+sizes, palette and grid. Methods get stable colours through :func:`method_colors`
+so "SML" is the same colour in every figure of a chapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+__all__ = ["use_style", "method_colors", "subplots", "line_by_method", "heatmap", "annotate_bars", "PALETTE"]
+
+PALETTE = "colorblind"
+_RC = {
+    "figure.figsize": (6.4, 3.8),
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def use_style() -> None:
+    """Seaborn's ``whitegrid`` theme, the colour-blind palette, and the book's sizes."""
+    sns.set_theme(context="notebook", style="whitegrid", palette=PALETTE, rc=_RC)
+
+
+def method_colors(methods: Sequence[str]) -> dict[str, tuple]:
+    """A stable colour per method name, in the given order."""
+    colors = sns.color_palette(PALETTE, n_colors=max(len(methods), 1))
+    return {m: colors[i % len(colors)] for i, m in enumerate(methods)}
+
+
+def subplots(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.8, **kw):
+    """``plt.subplots`` sized per panel (``width`` x ``height`` inches each)."""
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+
+
+def line_by_method(df: pd.DataFrame, x: str, y: str, method: str = "method", ax=None, errorbar=("sd", 1),
+                   markers: bool = True, order: Sequence[str] | None = None, **kw):
+    """One line per method (mean over seeds, shaded ± 1 sd when there are several runs)."""
+    order = list(order or pd.unique(df[method]))
+    ax = ax or plt.gca()
+    sns.lineplot(data=df, x=x, y=y, hue=method, hue_order=order, palette=method_colors(order),
+                 style=method if markers else None, markers=markers, dashes=False, errorbar=errorbar, ax=ax, **kw)
+    ax.legend(title=None)
+    return ax
+
+
+def heatmap(matrix, ax=None, xlabel: str = "", ylabel: str = "", center: float | None = None, cmap: str | None = None, **kw):
+    """A heatmap with the book's colour maps (diverging when ``center`` is given)."""
+    ax = ax or plt.gca()
+    cmap = cmap or ("vlag" if center is not None else "rocket_r")
+    sns.heatmap(np.asarray(matrix), ax=ax, center=center, cmap=cmap, **kw)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def annotate_bars(ax, fmt: str = "{:.2f}") -> None:
+    """Write each bar's height above it."""
+    for p in ax.patches:
+        h = p.get_height()
+        if np.isfinite(h) and h != 0:
+            ax.annotate(fmt.format(h), (p.get_x() + p.get_width() / 2, h), ha="center", va="bottom", fontsize=8)

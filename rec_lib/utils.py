@@ -1,0 +1,219 @@
+"""Small shared helpers: seeding, device choice, progress bars, timing, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "seed_everything",
+    "Seeds",
+    "resolve_device",
+    "progress",
+    "Stopwatch",
+    "benchmark_rotation",
+    "atomic_write",
+    "set_threads",
+]
+
+
+# --------------------------------------------------------------------------- seeds
+@dataclass
+class Seeds:
+    """Every random source of a run, derived from one integer.
+
+    ``rng`` is a NumPy ``Generator`` and ``torch_gen`` a CPU ``torch.Generator``;
+    pass them explicitly to the functions that draw random numbers. The global
+    generators of ``random``, NumPy and torch are seeded too, for third-party
+    code that uses them.
+    """
+
+    seed: int
+    rng: np.random.Generator = field(repr=False)
+    torch_gen: torch.Generator = field(repr=False)
+
+    def child(self, offset: int) -> "Seeds":
+        """An independent stream for a sub-task (e.g. repetition ``offset``)."""
+        return seed_everything(self.seed * 1_000_003 + offset, set_global=False)
+
+
+def seed_everything(seed: int, set_global: bool = True, deterministic: bool = True) -> Seeds:
+    """Seed Python, NumPy and torch (CPU and CUDA) from ``seed`` and return the generators.
+
+    With ``deterministic=True`` torch is asked for deterministic kernels where it
+    has them (``warn_only``: an op without one warns rather than fails).
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    if set_global:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    gen = torch.Generator().manual_seed(seed)
+    return Seeds(seed=seed, rng=np.random.default_rng(seed), torch_gen=gen)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Set torch's intra-op threads (default: the machine's cores); return the number used."""
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+# -------------------------------------------------------------------------- device
+_DEVICE_CHOICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(name: str = "cpu") -> torch.device:
+    """Turn a ``DEVICE`` parameter into a ``torch.device``.
+
+    ``"cpu"`` (the default everywhere), ``"cuda"`` / ``"cuda:N"`` (an error if no
+    GPU is present), or ``"auto"`` (CUDA when present, else CPU).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"DEVICE must be a string such as 'cpu', 'cuda' or 'auto', got {name!r}")
+    base = name.split(":")[0]
+    if base not in _DEVICE_CHOICES:
+        raise ValueError(f"DEVICE={name!r} is not one of 'cpu', 'cuda', 'cuda:N', 'auto'")
+    if base == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"DEVICE={name!r} was asked for but torch sees no CUDA device "
+            f"(torch {torch.__version__}). Rerun with DEVICE='cpu', or DEVICE='auto' "
+            "to use a GPU only when one is present."
+        )
+    return torch.device(name)
+
+
+# ------------------------------------------------------------------------ progress
+def progress(iterable: Iterable | None = None, desc: str = "", total: int | None = None, **kw):
+    """A tqdm progress bar on stderr (the book hides stderr; tests see it).
+
+    Disabled when ``REC_LIB_PROGRESS=0``. Accepts tqdm's keyword arguments.
+    """
+    from tqdm import tqdm  # text bars on stderr (the book hides stderr; no ipywidgets needed)
+
+    disable = os.environ.get("REC_LIB_PROGRESS", "1") == "0"
+    kw.setdefault("mininterval", 1.0)
+    kw.setdefault("leave", False)
+    kw.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, desc=desc, total=total, disable=disable, **kw)
+
+
+# -------------------------------------------------------------------------- timing
+class Stopwatch:
+    """Accumulates wall time per label; ``with sw("train"): ...``.
+
+    Synchronises CUDA before reading the clock when a GPU is in use, so GPU
+    work is counted where it happens.
+    """
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, label: str) -> Iterator[None]:
+        _sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            _sync()
+            self.times.setdefault(label, []).append(time.perf_counter() - t0)
+
+    def total(self, label: str) -> float:
+        return float(sum(self.times.get(label, [])))
+
+    def median(self, label: str) -> float:
+        return float(statistics.median(self.times[label]))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {
+            k: {"n": len(v), "total_s": float(sum(v)), "median_s": float(statistics.median(v))}
+            for k, v in self.times.items()
+        }
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def benchmark_rotation(
+    fns: Mapping[str, Callable[[], object]],
+    repeats: int = 5,
+    warmup: int = 1,
+    baseline: str | None = None,
+) -> "pd.DataFrame":  # noqa: F821
+    """Time callables in rotation (A, B, C, A, B, C, ...) and report medians and ratios.
+
+    Rotation makes machine noise hit every candidate alike, so the *ratios* are
+    meaningful on a shared, noisy machine even when absolute times are not.
+
+    Returns a DataFrame indexed by name with ``median_s``, ``min_s``, ``max_s``,
+    ``n`` and, when ``baseline`` is given, ``speedup`` = baseline median / median.
+    """
+    import pandas as pd
+
+    if not fns:
+        raise ValueError("benchmark_rotation needs at least one callable")
+    if baseline is not None and baseline not in fns:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(fns)}")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync()
+            t0 = time.perf_counter()
+            fn()
+            _sync()
+            samples[name].append(time.perf_counter() - t0)
+    rows = {
+        k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "n": len(v)}
+        for k, v in samples.items()
+    }
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    if baseline is not None:
+        df["speedup"] = df.loc[baseline, "median_s"] / df["median_s"]
+    return df
+
+
+# ------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kw) -> Iterator:
+    """Write to a temporary file beside ``path`` and rename it into place on success.
+
+    A failure midway leaves nothing half-written: the temporary file is removed
+    and any previous ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, **kw) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,109 @@
+"""The built book in headless Chromium: math typeset by the vendored MathJax, every image loaded.
+
+Needs the HTML (``make html``) and Debian's ``chromium`` and ``chromium-driver``
+(``.ci/run`` installs them). Pages are served from a local HTTP server, and
+the test also checks that no page fetched anything from another host (the
+book must work offline).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from rec_lib.paths import repo_root
+
+HTML = repo_root() / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+WAIT_FOR_MATHJAX = """
+const done = arguments[arguments.length - 1];
+const start = Date.now();
+(function poll() {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(() => done("typeset")).catch(e => done("error: " + e));
+  } else if (Date.now() - start > 15000) {
+    done(document.querySelector('.math') ? "mathjax never loaded" : "no math");
+  } else { setTimeout(poll, 100); }
+})();
+"""
+
+INSPECT = """
+const maths = Array.from(document.querySelectorAll('span.math, div.math'));
+const raw = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80));
+const clone = document.body.cloneNode(true);
+clone.querySelectorAll('pre, code, script, style, mjx-container').forEach(e => e.remove());
+const text = clone.textContent;
+const imgs = Array.from(document.images).filter(i => !i.closest('.sidebar-primary-items__start'));
+const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
+const foreign = performance.getEntriesByType('resource').map(r => r.name)
+  .filter(u => !u.startsWith(location.origin) && !u.startsWith('data:'));
+return {n_math: maths.length, n_typeset: document.querySelectorAll('mjx-container').length,
+        raw: raw, raw_delims: (text.match(/\\\\\\(|\\\\\\[/g) || []).length,
+        n_images: imgs.length, broken: broken, foreign: foreign};
+"""
+
+
+def _pages() -> list[Path]:
+    if not HTML.exists():
+        return []
+    skip = {"genindex.html", "search.html"}
+    return sorted(p for p in HTML.rglob("*.html") if p.name not in skip and "_static" not in p.parts
+                  and "_sources" not in p.parts)
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not (HTML / "index.html").exists():
+        pytest.fail(f"no built book at {HTML}; run `make html` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver (.ci/run does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def test_book_has_pages():
+    names = {p.name for p in _pages()}
+    assert {"intro.html", "data_protocols.html"} <= names, f"built pages: {sorted(names)}"
+
+
+@pytest.mark.parametrize("page", [p.relative_to(HTML).as_posix() for p in _pages()] or ["index.html"])
+def test_page_typesets_math_and_loads_images(page, server, browser):
+    browser.get(f"{server}/{page}")
+    state = browser.execute_async_script(WAIT_FOR_MATHJAX)
+    info = browser.execute_script(INSPECT)
+    assert not info["foreign"], f"{page} fetched from other hosts: {info['foreign'][:3]}"
+    if info["n_math"]:
+        assert state == "typeset", f"{page}: MathJax state {state!r}"
+        assert not info["raw"], f"{page}: math left untypeset: {info['raw'][:3]}"
+        assert info["n_typeset"] >= info["n_math"]
+    assert info["raw_delims"] == 0, f"{page}: raw \\( or \\[ left in the rendered text"
+    assert not info["broken"], f"{page}: images that did not load: {info['broken'][:3]}"

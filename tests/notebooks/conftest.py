@@ -1,0 +1,71 @@
+"""The papermill tier: each chapter executed end to end at SCALE="smoke".
+
+A chapter runs once per session (``smoke_run`` caches it), from a temporary
+working directory (papermill runs in the caller's directory, so this checks
+that chapters resolve their paths through rec_lib), with its ledger written
+to a temporary folder and read back for the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rec_lib.ledger import read_ledger
+from rec_lib.notebooks import chapter_path
+
+_DURATIONS: dict[str, float] = {}
+
+
+@dataclass
+class SmokeRun:
+    chapter: str
+    ledger: dict
+    seconds: float
+    output: Path
+
+
+def run_chapter(name: str, workdir: Path, parameters: dict) -> float:
+    """Execute a chapter with papermill from ``workdir``; ledgers go to ``workdir/results``."""
+    import papermill as pm
+
+    saved = {k: os.environ.get(k) for k in ("REC_LIB_RESULTS", "REC_LIB_PROGRESS")}
+    os.environ["REC_LIB_RESULTS"] = str(workdir / "results")
+    os.environ["REC_LIB_PROGRESS"] = "0"
+    try:
+        t0 = time.perf_counter()
+        pm.execute_notebook(str(chapter_path(name)), str(workdir / f"{name}.ipynb"), parameters=parameters,
+                            kernel_name="python3", cwd=str(workdir), progress_bar=False, log_output=False)
+        return time.perf_counter() - t0
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    cache: dict[str, SmokeRun] = {}
+
+    def get(name: str) -> SmokeRun:
+        if name not in cache:
+            workdir = tmp_path_factory.mktemp(f"smoke-{name}")
+            seconds = run_chapter(name, workdir, {"SCALE": "smoke"})
+            _DURATIONS[name] = seconds
+            cache[name] = SmokeRun(name, read_ledger(name, workdir / "results"), seconds, workdir / f"{name}.ipynb")
+        return cache[name]
+
+    return get
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _DURATIONS:
+        terminalreporter.section("chapter smoke runs (papermill, SCALE='smoke')")
+        for name, s in _DURATIONS.items():
+            terminalreporter.write_line(f"{name:<28} {s:6.1f} s")
