@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCALES", "BaseSettings", "make_settings", "SettingsError"]
+__all__ = ["SCALES", "BaseSettings", "make_settings", "SettingsError", "ChapterSpec"]
 
 SCALES = ("smoke", "tutorial", "paper")
 
@@ -138,3 +138,27 @@ def make_settings(
     settings = cls(**values)
     settings.validate()
     return settings
+
+
+def _dataset_of(settings: BaseSettings) -> list[str]:
+    return [settings.dataset]
+
+
+@dataclass(frozen=True)
+class ChapterSpec:
+    """What the command line needs to know about a chapter, declared in its module.
+
+    ``name`` is the notebook's stem in ``book/``; the notebook's ``parameters``
+    cell holds ``SCALE`` and one UPPERCASE name per settings field it exposes.
+    ``datasets(settings)`` lists the registry names a run needs (checked for
+    presence before a run starts); synthetic data needs none.
+    """
+
+    name: str
+    settings: type[BaseSettings]
+    presets: Mapping[str, Mapping[str, Any]]
+    datasets: Callable[[BaseSettings], list[str]] = field(default=_dataset_of)
+
+    def make(self, scale: str = "tutorial", **overrides: Any) -> BaseSettings:
+        """:func:`make_settings` for this chapter."""
+        return make_settings(self.settings, self.presets, scale, **overrides)

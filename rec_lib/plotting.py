@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["use_style", "method_colors", "subplots", "line_by_method", "heatmap", "annotate_bars", "PALETTE"]
+__all__ = ["use_style", "method_colors", "subplots", "line_by_method", "heatmap", "annotate_bars", "log_axes", "PALETTE"]
 
 PALETTE = "colorblind"
 _RC = {
@@ -74,3 +74,14 @@ def annotate_bars(ax, fmt: str = "{:.2f}") -> None:
         h = p.get_height()
         if np.isfinite(h) and h != 0:
             ax.annotate(fmt.format(h), (p.get_x() + p.get_width() / 2, h), ha="center", va="bottom", fontsize=8)
+
+
+def log_axes(ax, x: bool = True, y: bool = True) -> None:
+    """Log scale with plain decade labels only (minor tick labels overlap on short ranges)."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    for on, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if on:
+            setter("log")
+            axis.set_major_locator(LogLocator(base=10))
+            axis.set_minor_formatter(NullFormatter())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rec_lib.config import BaseSettings, SettingsError
+from rec_lib.config import BaseSettings, ChapterSpec, SettingsError
 
-__all__ = ["DataSettings", "PRESETS"]
+__all__ = ["DataSettings", "PRESETS", "CHAPTER"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,10 @@ PRESETS = {
     "paper": dict(stream_users=20_000, stream_items=5000, catalogue_items=1_000_000, catalogue_dim=64,
                   catalogue_users=50_000),
 }
+
+
+def _datasets(settings: DataSettings) -> list[str]:
+    return [settings.dataset]
+
+
+CHAPTER = ChapterSpec(name="data_protocols", settings=DataSettings, presets=PRESETS, datasets=_datasets)

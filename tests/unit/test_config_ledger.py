@@ -110,3 +110,13 @@ def test_ledger_nan_becomes_null(results_tmp):
     led.log_metric("x", float("nan"))
     led.save()
     assert read_ledger("nan")["metrics"]["x"] is None
+
+
+def test_chapter_spec_makes_settings_and_lists_datasets():
+    from rec_lib.config import ChapterSpec
+    from rec_lib.data.chapter import CHAPTER
+
+    spec = ChapterSpec("toy", Toy, PRESETS)
+    s = spec.make("smoke", epochs=2)
+    assert s.epochs == 2 and spec.datasets(s) == ["ml-100k"]
+    assert CHAPTER.name == "data_protocols" and CHAPTER.datasets(CHAPTER.make("smoke")) == ["ml-100k"]

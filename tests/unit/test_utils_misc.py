@@ -117,6 +117,8 @@ def test_plotting_helpers():
     plotting.heatmap(np.eye(3), ax=axes[0, 1], center=0.0)
     axes[0, 1].bar([0, 1], [1.0, 2.0])
     plotting.annotate_bars(axes[0, 1])
+    plotting.log_axes(axes[0, 0])
+    assert axes[0, 0].get_xscale() == "log"
     assert len(axes[0, 1].texts) == 2
     import matplotlib.pyplot as plt
 
