@@ -135,6 +135,12 @@ def sample_mixture(topk_ids: torch.Tensor | None, f_top: torch.Tensor | None, S:
     return actions, mixture_log_q(actions, topk_ids, kappa, epsilon, n_items, lookup)
 
 
+def _scores_into(h: torch.Tensor, beta_chunk: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    if beta_chunk.shape[0] == buf.shape[1]:
+        return torch.mm(h, beta_chunk.T, out=buf)
+    return h @ beta_chunk.T  # the last, shorter chunk
+
+
 @torch.no_grad()
 def sample_softmax(h: torch.Tensor, beta: torch.Tensor, S: int, gen: torch.Generator, chunk: int = 1 << 14) -> torch.Tensor:
     """``S`` draws with replacement from :math:`\\mathrm{softmax}(h^\\top\\beta)` per row, scoring in chunks.
@@ -149,8 +155,11 @@ def sample_softmax(h: torch.Tensor, beta: torch.Tensor, S: int, gen: torch.Gener
     h = h.detach()
     starts = list(range(0, P, chunk))
     lz = torch.empty(B, len(starts), device=h.device, dtype=h.dtype)
-    for c, s in enumerate(starts):  # pass 1: log-mass of each chunk
-        lz[:, c] = torch.logsumexp(h @ beta[s : s + chunk].T, dim=1)
+    buf = torch.empty(B, min(chunk, P), device=h.device, dtype=h.dtype)  # one reusable chunk of scores
+    for c, s in enumerate(starts):  # pass 1: log-mass of each chunk (in place: no allocation per chunk)
+        sc = _scores_into(h, beta[s : s + chunk], buf)
+        m = sc.amax(1, keepdim=True)
+        lz[:, c] = sc.sub_(m).exp_().sum(1).log_().add_(m[:, 0])
     chunk_of = torch.multinomial(torch.softmax(lz, 1), S, replacement=True, generator=gen)
     chunk_of, order = torch.sort(chunk_of, dim=1)  # draws of a row grouped by chunk
     u = torch.rand(B, S, generator=gen, device=h.device, dtype=h.dtype)
@@ -161,8 +170,8 @@ def sample_softmax(h: torch.Tensor, beta: torch.Tensor, S: int, gen: torch.Gener
     col = torch.arange(S, device=h.device)
     for c in torch.nonzero(counts.sum(0)).flatten().tolist():  # pass 2: chunks that received draws
         s, m = starts[c], int(counts[:, c].max())
-        sc = h @ beta[s : s + chunk].T
-        cdf = torch.cumsum(torch.exp(sc - lz[:, c : c + 1]), dim=1)
+        sc = _scores_into(h, beta[s : s + chunk], buf)
+        cdf = torch.cumsum(sc.sub_(lz[:, c : c + 1]).exp_(), dim=1)
         cdf = cdf / cdf[:, -1:]
         slot = (first[:, c : c + 1] + col[:m]).clamp_(max=S - 1)  # [B, m] positions in the sorted row
         valid = col[:m] < counts[:, c : c + 1]

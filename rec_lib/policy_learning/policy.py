@@ -103,7 +103,7 @@ class SoftmaxPolicy(nn.Module):
     def theta(self) -> torch.Tensor:
         """:math:`\\theta` ``[L, L]`` of the linear transform (``h(x) = theta^T x``)."""
         if not isinstance(self.h, nn.Linear):
-            raise AttributeError("theta exists only for the default linear transform")
+            raise TypeError("theta exists only for the default linear transform")
         return self.h.weight.T
 
     def user_embedding(self, x: torch.Tensor) -> torch.Tensor:
