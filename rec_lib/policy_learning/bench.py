@@ -16,6 +16,7 @@ Flags (defaults in brackets):
 --hnsw-m M               HNSW graph degree [16]
 --ef-construction E      HNSW candidate list when building [64]
 --ef-search E            HNSW candidate list when searching [256]
+--build-threads N        threads for building the index, 0 = all cores (not bit-reproducible) [1]
 --repeats N              timed rounds of the rotation [5]
 --warmup N               untimed rounds first [1]
 --threads N              torch and FAISS threads, 0 = all cores [0]
@@ -117,7 +118,8 @@ def _step_fn(estimator, beta, x, reward, batch: int, device, seed: int, lr: floa
 def speed_benchmark(sizes=(10_000, 100_000, 1_000_000), dims=(32, 128), batch_size: int = 32, S: int = 1000,
                     K: int = 256, epsilon: float = 0.8, refresh_every: int = 4, M: int = 16, ef_construction: int = 64,
                     ef_search: int = 256, repeats: int = 5, warmup: int = 1, device: str = "cpu",
-                    methods=METHODS, seed: int = 0, n_users: int = 512, log=None) -> BenchResult:
+                    methods=METHODS, seed: int = 0, n_users: int = 512, build_threads: int = 1,
+                    log=None) -> BenchResult:
     """Time one training step of each method in rotation for every (P, L) (module docstring).
 
     ``device="cuda"`` times every method on the CPU and again on the GPU (the
@@ -136,7 +138,8 @@ def speed_benchmark(sizes=(10_000, 100_000, 1_000_000), dims=(32, 128), batch_si
     for L in dims:
         for P in sizes:
             beta, x, reward = bench_problem(P, L, n_users, seed)
-            index = HNSWIndex(beta, M=M, ef_construction=ef_construction, ef_search=ef_search)
+            index = HNSWIndex(beta, M=M, ef_construction=ef_construction, ef_search=ef_search,
+                              build_threads=build_threads)
             exact = exact_topk(x, beta, K)[1]
             approx = index.search(x, K)[1]
             indexes.append({"P": P, "L": L, "build_s": index.build_seconds, "memory_mb": index.memory_bytes / 2**20,
@@ -179,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hnsw-m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=64)
     p.add_argument("--ef-search", type=int, default=256)
+    p.add_argument("--build-threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
@@ -202,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
           f"HNSW M={args.hnsw_m} efConstruction={args.ef_construction} efSearch={args.ef_search}", flush=True)
     res = speed_benchmark(args.sizes, args.dims, args.batch, args.samples, args.top_k, args.epsilon, args.refresh,
                           args.hnsw_m, args.ef_construction, args.ef_search, args.repeats, args.warmup, args.device,
-                          args.methods, args.seed, log=lambda s: print(s, flush=True))
+                          args.methods, args.seed, build_threads=args.build_threads,
+                          log=lambda s: print(s, flush=True))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print("\nper-step time (median over the rotation) and speedups")
         print(res.times.round(4).to_string(index=False))

@@ -29,9 +29,10 @@ class PolicySettings(BaseSettings):
     min_interactions: int = 20
     dim: int = 32
     batch_size: int = 32
-    lr: float = 1e-2
-    second_lr: float = 1e-2
+    lr: float = 3e-2
+    second_lr: float = 3e-3
     epochs: int = 10
+    init: str = "default"
     n_samples: int = 1000
     top_k: int = 256
     second_top_k: int = 64
@@ -60,6 +61,8 @@ class PolicySettings(BaseSettings):
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if self.init not in ("identity", "default"):
+            raise SettingsError(f"INIT must be 'identity' or 'default', got {self.init!r}")
         if self.threads < 0:
             raise SettingsError(f"THREADS must be >= 0 (0 = all cores), got {self.threads}")
         if self.n_samples < 2 or any(s < 2 for s in self.s_values):

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from rec_lib.data import drop_repeats, load
+from rec_lib.utils import resolve_device
 from rec_lib.policy_learning.chapter import SYNTHETIC, PolicySettings
 from rec_lib.policy_learning.estimators import SNIS, ExactGradient, FastReinforce, Reinforce, estimator_gradient
 from rec_lib.policy_learning.index import ExactIndex, HNSWIndex, topk_recall
@@ -46,12 +47,14 @@ def load_problem(name: str, settings: PolicySettings, dim: int | None = None) ->
         return session_completion(sessions, dim, settings.seed, settings.min_interactions, beta=beta,
                                   name=f"synthetic ({settings.synthetic_items:,} items)")
     data = drop_repeats(load(name))
-    return session_completion(data, dim, settings.seed, settings.min_interactions, name=name)
+    return session_completion(data, dim, settings.seed, settings.min_interactions, name=name,
+                              device=resolve_device(settings.device))
 
 
 def build_index(problem: SessionProblem, settings: PolicySettings, **over) -> HNSWIndex:
     """The HNSW index of the problem's :math:`\\beta` with the settings' ``M``, ``efConstruction``, ``efSearch``."""
-    kw = dict(M=settings.hnsw_m, ef_construction=settings.ef_construction, ef_search=settings.ef_search)
+    kw = dict(M=settings.hnsw_m, ef_construction=settings.ef_construction, ef_search=settings.ef_search,
+              build_threads=settings.threads)
     kw.update(over)
     return HNSWIndex(problem.beta, **kw)
 
@@ -104,7 +107,7 @@ class Runner:
         self.index.set_ef_search(ef)
         est = make_estimator(kind, S, epsilon, K, self.index, self.exact_index, refresh)
         res = train_policy(self.problem, est, st.epochs, self.lr, st.batch_size, seed=st.seed * 1000 + seed,
-                           device=self.device, desc=f"{self.problem.name}: {kind}")
+                           device=self.device, init=st.init, desc=f"{self.problem.name}: {kind}")
         self.index.set_ef_search(st.ef_search)
         x_test, r_test = self.problem.contexts["test"].to(self.device), self.problem.rewards["test"].to(self.device)
         final = {"kind": kind, "seed": seed, "S": S, "epsilon": epsilon, "K": K, "refresh": refresh, "ef_search": ef,

@@ -83,11 +83,16 @@ class HNSWIndex:
     cache:
         read/write the built index under ``cache_dir()/"faiss"`` (atomic write).
     threads:
-        FAISS's OpenMP threads (default: leave FAISS's setting).
+        FAISS's OpenMP threads for searching (default: leave FAISS's setting).
+    build_threads:
+        threads for building; ``1`` (default) inserts the items in a fixed
+        order, so the graph (and everything trained with it) is
+        reproducible; ``0`` uses all cores (faster, not bit-reproducible;
+        the paper scale's :math:`L = 1000` builds need it).
     """
 
     def __init__(self, beta, M: int = 32, ef_construction: int = 64, ef_search: int = 256, augment: bool = True,
-                 cache: bool = True, threads: int | None = None) -> None:
+                 cache: bool = True, threads: int | None = None, build_threads: int = 1) -> None:
         import faiss
 
         b = _numpy_f32(beta)
@@ -101,6 +106,8 @@ class HNSWIndex:
         self.n_items, self.dim = b.shape
         self.params = {"M": int(M), "ef_construction": int(ef_construction), "augment": bool(augment),
                        "metric": "inner_product", "faiss": faiss.__version__}
+        if build_threads != 1:  # a parallel build gives another graph: keep it apart from the reproducible one
+            self.params["parallel_build"] = True
         self.key = beta_hash(b, **self.params)
         self.path = cache_dir() / "faiss" / f"hnsw-{self.key[:24]}.index"
         self.from_cache = False
@@ -114,7 +121,8 @@ class HNSWIndex:
             self.index = faiss.IndexHNSWFlat(data.shape[1], int(M), faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = int(ef_construction)
             before = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)  # a parallel build inserts in a racy order: one thread keeps it deterministic
+            # a parallel build inserts in a racy order: one thread keeps it deterministic
+            faiss.omp_set_num_threads(build_threads or (os.cpu_count() or 1))
             try:
                 t0 = time.perf_counter()
                 self.index.add(data)

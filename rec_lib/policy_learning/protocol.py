@@ -57,24 +57,51 @@ class SessionProblem:
                 "mean |Y|": float(np.mean(self.rewards["train"].sizes()))}
 
 
-def svd_item_embeddings(X: Interactions, dim: int, seed: int = 0) -> np.ndarray:
+def svd_item_embeddings(X: Interactions, dim: int, seed: int = 0, method: str = "auto", device="cpu") -> np.ndarray:
     """:math:`\\beta = V_L \\Sigma_L^{1/2}` from the rank-``dim`` truncated SVD of the binary user x item matrix of ``X``.
 
     Then :math:`\\beta\\beta^\\top = V_L\\Sigma_L V_L^\\top`, a low-rank item-item
-    similarity. Signs are fixed (largest entry of each component positive) so
-    the result is deterministic.
+    similarity. ``method``: ``"arpack"`` (scipy's ``svds``), ``"randomized"``
+    (Halko et al.'s range finder with power iterations, in torch on
+    ``device``: what the paper scale, :math:`L = 1000` on :math:`10^6` items,
+    needs), or ``"auto"`` (ARPACK up to ``dim = 128``). Signs are fixed
+    (largest entry of each component positive) so the result is deterministic.
     """
-    from scipy.sparse.linalg import svds
-
     m = X.matrix().astype(np.float64)
     if not 1 <= dim < min(m.shape):
         raise ValueError(f"the SVD dimension must be in [1, {min(m.shape) - 1}] for a {m.shape} matrix, got {dim}")
-    v0 = np.random.default_rng(seed).standard_normal(min(m.shape))
-    _, s, vt = svds(m, k=dim, v0=v0)
+    if method not in ("auto", "arpack", "randomized"):
+        raise ValueError(f"method must be 'auto', 'arpack' or 'randomized', got {method!r}")
+    if method == "arpack" or (method == "auto" and dim <= 128):
+        from scipy.sparse.linalg import svds
+
+        v0 = np.random.default_rng(seed).standard_normal(min(m.shape))
+        _, s, vt = svds(m, k=dim, v0=v0)
+    else:
+        s, vt = _randomized_svd(m, dim, seed, torch.device(device))
     order = np.argsort(-s)
     s, vt = s[order], vt[order]
     sign = np.sign(vt[np.arange(dim), np.abs(vt).argmax(1)])
-    return (vt.T * sign * np.sqrt(s)).astype(np.float32)
+    return (vt.T * sign * np.sqrt(np.maximum(s, 0.0))).astype(np.float32)
+
+
+def _randomized_svd(m, k: int, seed: int, device: torch.device, oversample: int = 10, n_iter: int = 4):
+    """Top-``k`` singular values and right singular vectors of a sparse matrix (randomized range finder)."""
+    csr = m.tocsr().astype(np.float32)
+    A = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int64), torch.as_tensor(csr.indices, dtype=torch.int64),
+                                torch.as_tensor(csr.data), size=csr.shape).to(device)
+    csc = csr.T.tocsr()
+    At = torch.sparse_csr_tensor(torch.as_tensor(csc.indptr, dtype=torch.int64), torch.as_tensor(csc.indices, dtype=torch.int64),
+                                 torch.as_tensor(csc.data), size=csc.shape).to(device)
+    g = torch.Generator().manual_seed(seed)
+    omega = torch.randn(csr.shape[0], min(k + oversample, min(csr.shape)), generator=g).to(device)
+    Q = torch.linalg.qr(At @ omega).Q  # [items, k + p]: the range of A^T
+    for _ in range(n_iter):  # power iterations sharpen the spectrum
+        Q = torch.linalg.qr(At @ torch.linalg.qr(A @ Q).Q).Q
+    B = A @ Q  # [users, k + p]
+    _, s, wt = torch.linalg.svd(B, full_matrices=False)
+    vt = (Q @ wt.T).T[:k]
+    return s[:k].cpu().double().numpy(), vt.cpu().double().numpy()
 
 
 def mean_contexts(X: Interactions, users: np.ndarray, beta: torch.Tensor) -> torch.Tensor:
@@ -92,7 +119,8 @@ def mean_contexts(X: Interactions, users: np.ndarray, beta: torch.Tensor) -> tor
 
 
 def session_completion(data: Interactions, dim: int, seed: int = 0, min_interactions: int = 20,
-                       fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), beta=None, name: str | None = None) -> SessionProblem:
+                       fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), beta=None, name: str | None = None,
+                       device="cpu") -> SessionProblem:
     """Build the session-completion task of section 5 from interactions.
 
     Keeps users with at least ``min_interactions`` interactions (reindexing
@@ -100,7 +128,7 @@ def session_completion(data: Interactions, dim: int, seed: int = 0, min_interact
     into context X and reward set Y, splits users by ``fractions``, computes
     :math:`\\beta` by :func:`svd_item_embeddings` of the training contexts
     (or uses the given ``beta`` ``[n_items, L]``, e.g. planted embeddings) and
-    the mean-embedding contexts.
+    the mean-embedding contexts. ``device`` runs a randomized SVD there.
     """
     if beta is None:
         data = min_user_interactions(data, min_interactions)
@@ -117,7 +145,7 @@ def session_completion(data: Interactions, dim: int, seed: int = 0, min_interact
     users = {s: np.unique(p.users) for s, p in zip(SPLITS, parts)}
     if beta is None:
         X_train = X.subset(np.isin(X.users, users["train"]))
-        beta = svd_item_embeddings(X_train, dim, seed)
+        beta = svd_item_embeddings(X_train, dim, seed, device=device)
     beta_t = torch.from_numpy(np.ascontiguousarray(beta))
     contexts = {s: mean_contexts(X, users[s], beta_t) for s in SPLITS}
     rewards = {s: SessionReward.from_interactions(Y, users[s]) for s in SPLITS}

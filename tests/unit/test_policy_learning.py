@@ -546,7 +546,7 @@ def test_chapter_settings():
     paper = CHAPTER.make("paper")
     assert (paper.lr, paper.second_lr, paper.dim, paper.batch_size, paper.epochs) == (1e-4, 5e-5, 1000, 32, 50)
     for bad in (dict(epsilon=1.5), dict(n_samples=1), dict(top_k=0), dict(bench_sizes=(100,)), dict(lr=-1.0),
-                dict(synthetic_items=100)):
+                dict(synthetic_items=100), dict(init="zeros"), dict(threads=-1)):
         with pytest.raises(SettingsError):
             CHAPTER.make("tutorial", **bad)
     with pytest.raises(SettingsError, match="SCALE"):
@@ -592,3 +592,12 @@ def test_gradient_check_and_runner(data_tmp):
     runner.grid({"again": dict(kind="uniform")})
     assert len(runner.runs) == 3  # cached, not retrained
     assert fin.searched_share.iloc[1] == pytest.approx(1.0)
+
+
+def test_randomized_svd_matches_arpack():
+    data = _toy_interactions(n_users=80, n_items=50)
+    a = svd_item_embeddings(data, 6, method="arpack")
+    b = svd_item_embeddings(data, 6, method="randomized")
+    np.testing.assert_allclose(a @ a.T, b @ b.T, atol=2e-3)
+    with pytest.raises(ValueError, match="method"):
+        svd_item_embeddings(data, 6, method="lanczos")
