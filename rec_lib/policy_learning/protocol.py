@@ -87,6 +87,9 @@ def svd_item_embeddings(X: Interactions, dim: int, seed: int = 0, method: str = 
 
 def _randomized_svd(m, k: int, seed: int, device: torch.device, oversample: int = 10, n_iter: int = 4):
     """Top-``k`` singular values and right singular vectors of a sparse matrix (randomized range finder)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
     csr = m.tocsr().astype(np.float32)
     A = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int64), torch.as_tensor(csr.indices, dtype=torch.int64),
                                 torch.as_tensor(csr.data), size=csr.shape).to(device)
