@@ -89,13 +89,15 @@ def _randomized_svd(m, k: int, seed: int, device: torch.device, oversample: int 
     """Top-``k`` singular values and right singular vectors of a sparse matrix (randomized range finder)."""
     import warnings
 
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+    def sparse(mat):
+        with warnings.catch_warnings():  # torch calls sparse CSR "beta"; the products used here are stable
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(torch.as_tensor(mat.indptr, dtype=torch.int64),
+                                           torch.as_tensor(mat.indices, dtype=torch.int64), torch.as_tensor(mat.data),
+                                           size=mat.shape, check_invariants=True).to(device)
+
     csr = m.tocsr().astype(np.float32)
-    A = torch.sparse_csr_tensor(torch.as_tensor(csr.indptr, dtype=torch.int64), torch.as_tensor(csr.indices, dtype=torch.int64),
-                                torch.as_tensor(csr.data), size=csr.shape).to(device)
-    csc = csr.T.tocsr()
-    At = torch.sparse_csr_tensor(torch.as_tensor(csc.indptr, dtype=torch.int64), torch.as_tensor(csc.indices, dtype=torch.int64),
-                                 torch.as_tensor(csc.data), size=csc.shape).to(device)
+    A, At = sparse(csr), sparse(csr.T.tocsr())
     g = torch.Generator().manual_seed(seed)
     omega = torch.randn(csr.shape[0], min(k + oversample, min(csr.shape)), generator=g).to(device)
     Q = torch.linalg.qr(At @ omega).Q  # [items, k + p]: the range of A^T
