@@ -140,7 +140,7 @@ def load_stream(settings: MelonSettings, seed: int, long_term_weight: float | No
     if long_term_weight is not None or settings.dataset == SYNTHETIC:
         w = settings.synthetic_drift[0] if long_term_weight is None else long_term_weight
         data = rdata.drifting_stream(n_users=settings.synthetic_users, n_items=settings.synthetic_items,
-                                     long_term_weight=w, max_interactions=min(400, settings.synthetic_items),
+                                     long_term_weight=w, max_interactions=min(400, settings.synthetic_items // 2),
                                      seed=seed)
     else:
         data = rdata.load(settings.dataset)
@@ -220,15 +220,18 @@ class Comparison:
 
 def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", strategies: Sequence[str] | None = None,
                    recommenders: Sequence[str] | None = None, n_seeds: int | None = None,
-                   long_term_weight: float | None = None, keep_first_seed: bool = True) -> Comparison:
+                   long_term_weight: float | None = None, keep_first_seed: bool = True,
+                   ablations_on: Sequence[str] = ("BPR",)) -> Comparison:
     """Every strategy on every recommender and seed, evaluated prequentially on the test batches.
 
     Per seed: the stream's draws, the pre-training and every meta-model's
     initialisation change. ``eta`` (Default's rate, used by every strategy as
     its base rate) and eALS's ``w_new`` are selected on the first seed's
-    warm-up share unless ``settings.lr`` is given. "No update" is always run.
+    warm-up share unless ``settings.lr`` is given. "No update" is always run;
+    the ablations (when ``strategies`` is None) on the recommenders ``ablations_on``
+    (Table 3 reports BPR-MF).
     """
-    names = ["No update", *(strategies if strategies is not None else (*settings.strategies, *settings.ablations))]
+    base = ["No update", *(strategies if strategies is not None else settings.strategies)]
     kinds = list(recommenders if recommenders is not None else settings.recommenders)
     n_seeds = n_seeds or settings.n_seeds
     runs, per_batch, selection, rates, kept, streams = [], [], [], {}, {}, {}
@@ -245,11 +248,12 @@ def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", 
                 else:
                     lr, t1 = settings.lr, pd.DataFrame()
                 w_new, t2 = select_on_warmup(rec0, stream, lambda v: make_strategy("eALS", settings, lr, v, seed),
-                                             settings.w_new_grid) if "eALS" in names else (1.0, pd.DataFrame())
+                                             settings.w_new_grid) if "eALS" in base else (1.0, pd.DataFrame())
                 rates[kind] = {"lr": lr, "w_new": w_new}
                 for what, t in (("eta", t1), ("w_new", t2)):
                     if len(t):
                         selection.append(t.assign(recommender=kind, parameter=what))
+            names = base + (list(settings.ablations) if strategies is None and kind in ablations_on else [])
             for name in progress(names, desc=f"seed {seed} {kind}"):
                 torch.manual_seed(seed)  # meta-model initialisation
                 rec = rec0.clone()
