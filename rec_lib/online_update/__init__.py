@@ -15,7 +15,7 @@ from rec_lib.online_update.analysis import (
 )
 from rec_lib.online_update.experiment import (
     ABLATIONS, CHAPTER, PRESETS, RECOMMENDERS, STRATEGIES, Comparison, MelonSettings, load_stream, make_strategy,
-    pretrain, run_comparison, select_on_warmup, time_strategies, trained_strategies_view,
+    pretrain, run_comparison, select_on_warmup, time_strategies, trained_strategies_view, margin_over,
 )
 from rec_lib.online_update.melon import VARIANTS, MeLON, MeLONNet, role_features
 from rec_lib.online_update.recommender import OnlineRecommender, PerSample
@@ -33,4 +33,5 @@ __all__ = [
     "rank_table", "pair_table", "submatrix",
     "MelonSettings", "PRESETS", "CHAPTER", "STRATEGIES", "ABLATIONS", "RECOMMENDERS", "load_stream", "pretrain",
     "make_strategy", "select_on_warmup", "Comparison", "run_comparison", "time_strategies", "trained_strategies_view",
+    "margin_over",
 ]

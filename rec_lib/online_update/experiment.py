@@ -29,7 +29,7 @@ from rec_lib.utils import Seeds, Stopwatch, benchmark_rotation, progress, seed_e
 __all__ = [
     "MelonSettings", "PRESETS", "CHAPTER", "STRATEGIES", "ABLATIONS", "RECOMMENDERS", "SYNTHETIC",
     "load_stream", "pretrain", "make_strategy", "select_on_warmup", "Comparison", "run_comparison",
-    "time_strategies", "trained_strategies_view",
+    "time_strategies", "trained_strategies_view", "margin_over",
 ]
 
 STRATEGIES = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "MeLON")  # SML: pending the SML chapter
@@ -69,6 +69,7 @@ class MelonSettings(BaseSettings):
     melon_layers: int = 2
     max_ratio: float = 4.0
     timing_repeats: int = 10
+    gap_steps: int = 200
     synthetic_users: int = 1000
     synthetic_items: int = 1000
     synthetic_drift: tuple[float, ...] = (0.2, 0.9)
@@ -81,7 +82,7 @@ class MelonSettings(BaseSettings):
             raise SettingsError(f"DATASET={self.dataset!r} is not a registered dataset nor {SYNTHETIC!r}; "
                                 f"choose from {sorted(allowed)}")
         for name in ("batch_size", "n_eval_neg", "n_neighbours", "n_seeds", "mf_dim", "ncf_dim", "pretrain_epochs",
-                     "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "synthetic_users",
+                     "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "gap_steps", "synthetic_users",
                      "synthetic_items", "synthetic_seeds"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -112,8 +113,8 @@ class MelonSettings(BaseSettings):
 
 
 PRESETS = {
-    "smoke": dict(max_interactions=12_000, n_seeds=2, pretrain_epochs=3, lr_grid=(0.1, 0.3), w_new_grid=(1.0, 2.0),
-                  mf_dim=16, ncf_dim=8, ncf_layers=(16, 8), timing_repeats=2, synthetic_users=200,
+    "smoke": dict(max_interactions=10_000, n_seeds=2, pretrain_epochs=3, lr_grid=(0.1, 0.3), w_new_grid=(1.0, 2.0),
+                  mf_dim=16, ncf_dim=8, ncf_layers=(16, 8), timing_repeats=2, gap_steps=20, synthetic_users=200,
                   synthetic_items=400, synthetic_drift=(0.2,), synthetic_seeds=1),
     "tutorial": {},
     "paper": dict(dataset="adressa", n_seeds=5, mf_dim=64, ncf_dim=64, ncf_layers=(128, 64, 32), pretrain_epochs=30,
@@ -311,13 +312,14 @@ def _continue(strategy: UpdateStrategy, rec: OnlineRecommender, stream: OnlineSt
 # ------------------------------------------------------------------ Figure 4, ranks
 def trained_strategies_view(comparison: Comparison, recommender: str, n_interactions: int = 64
                             ) -> tuple[BatchView, dict[str, UpdateStrategy]]:
-    """The first ``n_interactions`` of the last test batch, seen by MeLON's final recommender.
+    """The first ``n_interactions`` of the last test batch that has that many, seen by MeLON's final recommender.
 
     Returns the :class:`BatchView` and the trained strategies of the first
     seed (for their learning-rate matrices on that same grid).
     """
     seed = min(comparison.streams)
-    batch = comparison.streams[seed].batches("test")[-1]
+    test = comparison.streams[seed].batches("test")
+    batch = next((b for b in reversed(test) if len(b) >= n_interactions), test[-1])
     from dataclasses import replace
 
     sub = replace(batch, rows=batch.rows[:n_interactions],
@@ -328,3 +330,24 @@ def trained_strategies_view(comparison: Comparison, recommender: str, n_interact
     view = BatchView(rec, sub)
     strategies = {name: s for (kind, name), (s, _) in comparison.kept.items() if kind == recommender}
     return view, strategies
+
+
+# ------------------------------------------------------------------------ claims
+def margin_over(runs: pd.DataFrame, target: str, others: Sequence[str], metric: str = "hr@5",
+                recommender: str | None = None) -> dict[str, float | str]:
+    """How far ``target`` is ahead of the best of ``others`` on ``metric`` (means over seeds).
+
+    Returns the margin, its standard error (``sqrt(s_a^2/n_a + s_b^2/n_b)``,
+    the tolerance of a verdict), the best competitor and both means.
+    """
+    df = runs if recommender is None else runs[runs["recommender"] == recommender]
+    g = df.groupby("strategy")[metric]
+    missing = [s for s in (target, *others) if s not in g.groups]
+    if missing:
+        raise KeyError(f"strategies {missing} were not run (have {sorted(g.groups)})")
+    mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.size()
+    best = max(others, key=lambda s: mean[s])
+    se = float(np.sqrt(std[target] ** 2 / n[target] + std[best] ** 2 / n[best]))
+    return {"margin": float(mean[target] - mean[best]), "se": se, "best_other": best,
+            "target_mean": float(mean[target]), "best_mean": float(mean[best]),
+            "relative": float((mean[target] - mean[best]) / mean[best]) if mean[best] > 0 else float("nan")}

@@ -18,7 +18,7 @@ from rec_lib.online_update import (
     OnlineRecommender, OnlineStream, PastPairs, S2Meta, Touched, best_rank_k, load_stream, make_strategy,
     numerical_rank, one_directional_gap, pair_table, preprocess, rank_table, role_features, run_comparison,
     run_prequential, select_on_warmup, singular_values, spectral_norm, submatrix, time_strategies,
-    trained_strategies_view,
+    trained_strategies_view, margin_over,
 )
 from rec_lib.utils import seed_everything
 
@@ -26,6 +26,15 @@ ALL = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "MeLON", "MeLON_I", "MeL
 
 
 # ------------------------------------------------------------------ fixtures
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Online batches are small tensors: one thread is several times faster (as in the chapter)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def drift() -> data.Interactions:
     """A small stream with fast-drifting interests (new users keep arriving)."""
@@ -517,3 +526,14 @@ def test_run_comparison_time_and_views_on_a_tiny_stream():
     best, table = select_on_warmup(comp.kept[("BPR", "No update")][1], comp.streams[s.seed],
                                    lambda v: Default(v), (0.05, 0.2))
     assert best in (0.05, 0.2) and len(table) == 2
+
+
+def test_margin_over_hand_checked():
+    runs = pd.DataFrame({"recommender": "BPR", "strategy": ["A", "A", "B", "B", "C", "C"],
+                         "hr@5": [0.5, 0.7, 0.4, 0.4, 0.1, 0.3]})
+    m = margin_over(runs, "A", ["B", "C"])
+    assert m["best_other"] == "B" and m["margin"] == pytest.approx(0.2)
+    assert m["se"] == pytest.approx(np.sqrt(0.02 / 2))  # std(A) = 0.1414, std(B) = 0
+    assert m["relative"] == pytest.approx(0.5)
+    with pytest.raises(KeyError, match="not run"):
+        margin_over(runs, "A", ["D"])
