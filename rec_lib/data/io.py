@@ -47,20 +47,7 @@ def verify_sha256(path: str | Path, expected: str | None, how_to_get: str = "") 
     verify_checksum(path, expected, how_to_get, "sha256")
 
 
-def read_delimited(
-    path: str | Path | IO,
-    names: Sequence[str],
-    sep: str = "\t",
-    numeric: Sequence[str] = (),
-    header_lines: int = 0,
-    encoding: str = "utf-8",
-    chunksize: int | None = None,
-    progress_desc: str | None = None,
-    engine: str = "c",
-    label: str | None = None,
-    required: Sequence[str] | None = None,
-    bad_lines: str = "error",
-) -> pd.DataFrame:
+def read_delimited(path: str | Path | IO, names: Sequence[str], **options) -> pd.DataFrame:
     """Read a delimited file with a fixed number of columns.
 
     Every column is read as text first; the columns in ``numeric`` are then
@@ -68,10 +55,9 @@ def read_delimited(
     :class:`DatasetFormatError` with its 1-based line number in the file. A
     line with the wrong number of fields raises likewise. ``chunksize`` reads a
     large file in chunks (with a progress bar when ``progress_desc`` is set).
-    See :func:`iter_delimited` for the other arguments.
+    The options are those of :func:`iter_delimited`, whose chunks this joins.
     """
-    parts = list(iter_delimited(path, names, sep, numeric, header_lines, encoding, chunksize, progress_desc,
-                                engine, label, required, bad_lines))
+    parts = list(iter_delimited(path, names, **options))
     if not parts:
         return pd.DataFrame(columns=list(names))
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
@@ -90,6 +76,7 @@ def iter_delimited(
     label: str | None = None,
     required: Sequence[str] | None = None,
     bad_lines: str = "error",
+    line_column: str | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield a delimited file as checked chunks (one chunk when ``chunksize`` is ``None``).
 
@@ -99,7 +86,8 @@ def iter_delimited(
     which also catches lines with too few fields). ``bad_lines="skip"`` drops
     malformed lines instead of raising and warns with their count and the
     first one's line number (lines with too many fields are dropped by the
-    parser and not counted).
+    parser and not counted). ``line_column`` adds a column holding each row's
+    line number in the file, for checks made after reading.
     """
     if bad_lines not in BAD_LINES:
         raise ValueError(f"bad_lines must be one of {BAD_LINES}, got {bad_lines!r}")
@@ -117,10 +105,11 @@ def iter_delimited(
 
             reader = pd.read_csv(source, chunksize=chunksize, **kw)
             for part in progress(reader, desc=progress_desc or Path(where).name, unit="chunk"):
-                yield _convert(part, numeric, required, where, first_line, bad_lines, skipped)
+                yield _convert(part, numeric, required, where, first_line, bad_lines, skipped, line_column)
                 first_line += len(part)
         else:
-            yield _convert(pd.read_csv(source, **kw), numeric, required, where, first_line, bad_lines, skipped)
+            yield _convert(pd.read_csv(source, **kw), numeric, required, where, first_line, bad_lines, skipped,
+                           line_column)
     except pd.errors.ParserError as err:
         m = _PANDAS_LINE.search(str(err))
         line = int(m.group(1)) if m else None  # pandas counts from the top of the file, skipped rows included
@@ -132,7 +121,7 @@ def iter_delimited(
 
 
 def _convert(frame: pd.DataFrame, numeric: Sequence[str], required: Sequence[str], where: str, first_line: int,
-             bad_lines: str = "error", skipped: list | None = None) -> pd.DataFrame:
+             bad_lines: str = "error", skipped: list | None = None, line_column: str | None = None) -> pd.DataFrame:
     """Check one chunk; ``first_line`` is the file line of its first row (blank lines included)."""
     blank = frame.isna().all(axis=1).to_numpy()
     problems: list[tuple[np.ndarray, Callable[[int], str]]] = []  # (mask, message for a row)
@@ -161,4 +150,6 @@ def _convert(frame: pd.DataFrame, numeric: Sequence[str], required: Sequence[str
     frame[text_cols] = frame[text_cols].fillna("")
     for col, values in converted.items():
         frame[col] = values
+    if line_column:
+        frame[line_column] = np.arange(first_line, first_line + len(frame), dtype=np.int64)
     return frame if keep.all() else frame[keep].reset_index(drop=True)

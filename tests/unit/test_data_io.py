@@ -18,6 +18,7 @@ def test_blank_lines_are_skipped_without_shifting_line_numbers(tmp_path):
         read_delimited(p, ["a", "b"], numeric=["a"])
     p.write_text("1\t2\n\n3\t4\n\n")
     assert read_delimited(p, ["a", "b"], numeric=["a", "b"])["b"].tolist() == [2, 4]
+    assert read_delimited(p, ["a", "b"], line_column="line")["line"].tolist() == [1, 3]
 
 
 def test_iter_delimited_yields_chunks_with_absolute_lines(tmp_path):
