@@ -102,7 +102,8 @@ def _text(s: str) -> str:
 
 
 def _role(role: str, title: str, target: str) -> str:
-    return f"{{{role}}}`{title} <{target}>`"
+    """A MyST role with an explicit title; a pipe is escaped for the table (markdown-it unescapes it)."""
+    return f"{{{role}}}`{title.replace('|', chr(92) + '|')} <{target}>`"
 
 
 def report_markdown(rows: Iterable[ClaimRow], docs: Iterable[str] = (), docname_prefix: str = "/book/") -> str:
@@ -168,7 +169,7 @@ def setup(app: Any) -> dict[str, Any]:
             rows, problems = claims_table(directory)
             for problem in problems:
                 log.warning(problem, location=(self.env.docname, self.lineno))
-            docs = [c for c in _book_order() if f"book/{c}" in self.env.found_docs]
+            docs = {r.chapter for r in rows if f"book/{r.chapter}" in self.env.found_docs}
             text = report_markdown(rows, docs)
             container = nodes.container(classes=["reproducibility-report"])
             self.state.nested_parse(StringList(text.splitlines(), source=str(directory)), self.content_offset,
