@@ -86,3 +86,14 @@ def test_md5_checksums_verified_by_load(data_tmp, tmp_path):
     assert len(data.load("md5toy")) == 1
     with pytest.raises(ChecksumError, match="md5"):
         data.load("md5toy", verify=True)
+
+
+def test_numeric_columns_parsed_fast_keep_the_checks(tmp_path):
+    p = tmp_path / "f.csv"
+    p.write_text("1,2.5,a\n3,4,b\n")
+    f = read_delimited(p, ["x", "y", "z"], sep=",", numeric=["x", "y"])
+    assert f["x"].dtype == "int64" and f["y"].tolist() == [2.5, 4.0] and f["z"].tolist() == ["a", "b"]
+    for bad, line in (("1,2,a\nTrue,3,b\n", 2), ("1,2,a\n3,,b\n", 2), ("NA,2,a\n", 1)):
+        p.write_text(bad)
+        with pytest.raises(DatasetFormatError, match=f"line {line}"):
+            read_delimited(p, ["x", "y", "z"], sep=",", numeric=["x", "y"])
