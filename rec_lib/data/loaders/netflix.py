@@ -28,8 +28,9 @@ from rec_lib.data.schema import Interactions
 __all__ = ["parse_netflix", "NETFLIX", "NETFLIX_FILES"]
 
 NETFLIX_FILES = tuple(f"combined_data_{i}.txt" for i in range(1, 5))
-_MOVIE = r"\d+:"
-_RATING = r"\d+,[1-5],\d{4}-\d{2}-\d{2}"
+_MOVIE_ID = r"\d+:"
+_STARS = ("1", "2", "3", "4", "5")
+_DATE = r"\d{4}-\d{2}-\d{2}"
 
 
 def parse_netflix(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHUNKSIZE,
@@ -39,20 +40,21 @@ def parse_netflix(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHU
     for name in NETFLIX_FILES:
         path = folder / name
         movie = None  # the movie of the block that continues into the next chunk
-        for chunk in iter_delimited(path, ["line"], sep="\t", chunksize=chunksize, line_column="_line",
-                                    bad_lines=bad_lines, progress_desc=name):
-            text = chunk["line"].str.strip()
+        for chunk in iter_delimited(path, ["a", "rating", "date"], sep=",", chunksize=chunksize, required=["a"],
+                                    line_column="_line", bad_lines=bad_lines, progress_desc=name):
             lines = chunk["_line"].to_numpy()
-            is_movie = text.str.fullmatch(_MOVIE).to_numpy()
-            is_rating = text.str.fullmatch(_RATING).to_numpy()
+            a, rating, date = chunk["a"], chunk["rating"], chunk["date"]
+            is_movie = (a.str.fullmatch(_MOVIE_ID) & (rating == "") & (date == "")).to_numpy(bool)
+            is_rating = (a.str.fullmatch(r"\d+") & rating.isin(_STARS) & date.str.fullmatch(_DATE)).to_numpy(bool)
             bad = ~(is_movie | is_rating)
             if bad.any():
                 if bad_lines == "error":
-                    raise DatasetFormatError(path, first_bad(bad, lines),
-                                             f"{text.iloc[int(np.flatnonzero(bad)[0])]!r} is neither 'MovieID:' "
-                                             "nor 'CustomerID,Rating,Date'")
+                    i = int(np.flatnonzero(bad)[0])
+                    text = ",".join(v for v in (a.iloc[i], rating.iloc[i], date.iloc[i]) if v)
+                    raise DatasetFormatError(path, int(lines[i]),
+                                             f"{text!r} is neither 'MovieID:' nor 'CustomerID,Rating,Date'")
                 is_rating = is_rating & ~bad
-            ids = pd.Series(np.where(is_movie, text.str[:-1], None), dtype=object).ffill()
+            ids = pd.Series(np.where(is_movie, a.str[:-1], None), dtype=object).ffill()
             if movie is not None:
                 ids = ids.fillna(movie)
             if is_rating.any() and ids[is_rating].isna().any():
@@ -60,14 +62,14 @@ def parse_netflix(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHU
                                          "a rating line before the first 'MovieID:' line")
             if len(ids) and pd.notna(ids.iloc[-1]):
                 movie = ids.iloc[-1]
-            fields = text[is_rating].str.split(",", expand=True)
-            if not len(fields):
+            if not is_rating.any():
                 continue
+            kept = chunk[is_rating]
             parts.append(pd.DataFrame({
-                "user": fields[0].astype(np.int64).to_numpy(),
+                "user": kept["a"].astype(np.int64).to_numpy(),
                 "item": ids[is_rating].astype(np.int64).to_numpy(),
-                "rating": fields[1].astype(np.float32).to_numpy(),
-                "timestamp": to_unix_seconds(fields[2], "%Y-%m-%d", path, lines[is_rating], "the date"),
+                "rating": kept["rating"].astype(np.float32).to_numpy(),
+                "timestamp": to_unix_seconds(kept["date"], "%Y-%m-%d", path, lines[is_rating], "the date"),
             }))
     frame = pd.concat(parts, ignore_index=True)
     titles = folder / "movie_titles.csv"
