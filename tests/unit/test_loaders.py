@@ -455,6 +455,10 @@ def test_parse_is_cached_and_invalidated_by_file_changes(data_tmp, monkeypatch):
     assert len(data.load("ml-1m")) == 5 and calls == [1]
     assert len(list((data_tmp / "cache" / "datasets" / "ml-1m").glob("parsed-*"))) == 1  # the stale one pruned
     assert len(data.load("ml-1m", cache=False)) == 5 and calls == [1, 1]
+    from rec_lib.data.loaders import base
+
+    monkeypatch.setattr(base, "_code_version", lambda parse: "edited")  # a change to the parsing code
+    assert len(data.load("ml-1m")) == 5 and calls == [1, 1, 1]
 
 
 def test_cache_roundtrip_keeps_meta_and_string_ids(data_tmp):

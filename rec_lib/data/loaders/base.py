@@ -10,8 +10,9 @@ The registered loader then
    and the common options' values, before reading anything;
 2. parses the files, or reuses the parse cached under
    ``<cache>/datasets/<name>/`` (parquet), keyed by the size and
-   modification time of every file in the dataset's folder and by the parse
-   options; the cache is written atomically (temporary folder, then rename);
+   modification time of every file in the dataset's folder, by the parse
+   options and by a hash of the parsing code (editing a loader re-parses);
+   the cache is written atomically (temporary folder, then rename);
 3. applies the common post-processing options, in this order (also cached):
 
    ``implicit_threshold``  keep ``rating >= t`` and set ratings to 1 (``None``: keep ratings)
@@ -87,7 +88,7 @@ def register_loader(parse: Callable[..., Interactions], defaults: Mapping[str, A
     def load(folder: Path, layout: int = 0, **given: Any) -> Interactions:
         opts = _check_options(name, options, given)
         parse_kw = {k: opts[k] for k in parse_opts}
-        fingerprint = _fingerprint(folder)
+        fingerprint = _fingerprint(folder) + [("code", _code_version(parse), 0)]
         raw = cached(name, "parsed", fingerprint, {"layout": layout, **parse_kw},
                      lambda: parse(folder, layout, **parse_kw), opts["cache"])
         post = {k: opts[k] for k in POST_OPTIONS}
@@ -154,6 +155,18 @@ def postprocess(data: Interactions, implicit_threshold: float | None = None, dro
 
 
 # --------------------------------------------------------------------------------- cache
+def _code_version(parse: Callable[..., Any]) -> str:
+    """A hash of the code a parse depends on (its module, this one, io, schema, filters): editing it re-parses."""
+    import sys
+
+    from rec_lib.data import filters, io as data_io, schema
+
+    h = hashlib.sha256()
+    for module in (sys.modules[parse.__module__], sys.modules[__name__], data_io, schema, filters):
+        h.update(Path(inspect.getfile(module)).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(folder: Path) -> list[tuple[str, int, int]]:
     """(relative path, size, mtime in ns) of every file in the dataset's folder."""
     out = []
