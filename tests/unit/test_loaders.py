@@ -473,3 +473,12 @@ def test_postprocess_order_threshold_then_core(tiny):
     out = postprocess(tiny, implicit_threshold=4, user_core=2, item_core=1)
     # ratings >= 4: a-x, b-x, d-w, b-y(5), b-z, d-x, c-x -> users with >= 2: b (3), d (2)
     assert len(out) == 5 and out.n_users == 2 and set(out.ratings) == {1.0}
+
+
+def test_every_spec_says_where_its_checksums_come_from():
+    for name in PAPER_DATASETS:
+        assert "Checksums: " in data.get_spec(name).description
+    from rec_lib.data.loaders.base import register_loader
+
+    with pytest.raises(ValueError, match="say where the checksums come from"):
+        register_loader(lambda folder, layout: None, name="x", folder="x", files=(("a",),), url="u")

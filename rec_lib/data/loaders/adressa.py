@@ -92,4 +92,5 @@ ADRESSA = register_loader(
     licence="Research use under the terms on the Adressa page; cite Gulla et al. (2017).",
     how_to_get=_HOW,
     paper="SML, MeLON",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

@@ -69,4 +69,5 @@ AMAZON_BOOK = register_loader(
                 "or the 2018 Books.csv / Books_5.json.gz "
                 "(https://cseweb.ucsd.edu/~jmcauley/datasets/amazon_v2/) into this folder"),
     paper="DiPS, MeLON",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

@@ -69,14 +69,18 @@ _NOT_KEYED = ("cache", "chunksize")  # options that do not change the result
 
 # --------------------------------------------------------------------------- registering
 def register_loader(parse: Callable[..., Interactions], defaults: Mapping[str, Any] | None = None,
-                    **spec_fields: Any) -> DatasetSpec:
+                    checksums: str = "", **spec_fields: Any) -> DatasetSpec:
     """Register ``parse`` as dataset ``spec_fields["name"]`` with the common options.
 
     ``defaults`` overrides :data:`POST_OPTIONS` (the paper's preprocessing of
-    this dataset). ``spec_fields`` are those of :class:`DatasetSpec` except
-    ``loader``.
+    this dataset). ``checksums`` says where the recorded digests come from,
+    or why none is recorded (required: it is appended to the description).
+    ``spec_fields`` are those of :class:`DatasetSpec` except ``loader``.
     """
     name = spec_fields["name"]
+    if not checksums:
+        raise ValueError(f"{name}: say where the checksums come from, or why there is none (checksums=...)")
+    spec_fields["description"] = f"{spec_fields.get('description', '')} Checksums: {checksums}".strip()
     parse_opts = {p.name: p.default for p in inspect.signature(parse).parameters.values()
                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
     unknown = set(defaults or {}) - set(POST_OPTIONS)

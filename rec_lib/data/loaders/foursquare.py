@@ -62,4 +62,5 @@ FOURSQUARE = register_loader(
     how_to_get=("download dataset_WWW2019.zip (\"Global-scale Check-in Dataset with User Social Networks\") "
                 "from Dingqi Yang's page and unzip it here"),
     paper="DiPS",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

@@ -91,4 +91,5 @@ GOODREADS = register_loader(
     how_to_get=("download goodreads_interactions.csv (or goodreads_interactions_dedup.json.gz) from the UCSD Book "
                 "Graph page https://mengtingwan.github.io/data/goodreads.html into this folder"),
     paper="Sakhi et al. (fast offline policy learning)",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

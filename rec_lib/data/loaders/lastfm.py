@@ -111,4 +111,5 @@ LASTFM_1K = register_loader(
     how_to_get=("download lastfm-dataset-1K.tar.gz from http://ocelma.net/MusicRecommendationDataset/lastfm-1K.html "
                 "and extract it here, or put JODIE's lastfm.csv (http://snap.stanford.edu/jodie/lastfm.csv) here"),
     paper="2TS",
+    checksums="md5 of the TSV as published in the dataset's README; none for JODIE's lastfm.csv.",
 )

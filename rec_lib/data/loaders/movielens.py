@@ -150,6 +150,7 @@ ML1M = register_loader(
     md5={"ml-1m.zip": "c4d9eecfca2ab87c1945afe126590906"},
     how_to_get=_HOW.format(zip="ml-1m.zip", url="https://grouplens.org/datasets/movielens/1m/"),
     paper="DiPS",
+    checksums="md5 published by GroupLens beside the zip; sha256 of the zip as recorded by TensorFlow Datasets.",
 )
 ML10M = register_loader(
     _parser("ml-10m"),
@@ -162,6 +163,7 @@ ML10M = register_loader(
     how_to_get=_HOW.format(zip="ml-10m.zip", url="https://grouplens.org/datasets/movielens/10m/")
     + " (the zip extracts into ml-10M100K/)",
     paper="DiPS",
+    checksums="md5 published by GroupLens beside the zip; no sha256 is published.",
 )
 ML25M = register_loader(
     _parser("ml-25m"),
@@ -174,4 +176,5 @@ ML25M = register_loader(
     md5={"ml-25m.zip": "6b51fb2759a8657d3bfcbfc42b592ada"},
     how_to_get=_HOW.format(zip="ml-25m.zip", url="https://grouplens.org/datasets/movielens/25m/"),
     paper="2TS",
+    checksums="md5 published by GroupLens beside the zip; sha256 of the zip as recorded by TensorFlow Datasets.",
 )

@@ -102,4 +102,5 @@ NETFLIX = register_loader(
     how_to_get=("download the Kaggle dataset netflix-inc/netflix-prize-data (free account), unzip it and put "
                 "combined_data_1.txt ... combined_data_4.txt (and movie_titles.csv) in this folder"),
     paper="DiPS",
+    checksums="none recorded: Kaggle publishes none for this copy, and the files could not be downloaded here to compute one.",
 )

@@ -82,4 +82,5 @@ TAOBAO = register_loader(
     how_to_get=("download UserBehavior.csv.zip from https://tianchi.aliyun.com/dataset/649 (free Tianchi account) "
                 "and extract UserBehavior.csv here"),
     paper="2TS",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

@@ -59,4 +59,5 @@ TWITCH = register_loader(
     how_to_get=("download full_a.csv.gz (or the sample 100k_a.csv) linked from "
                 "https://cseweb.ucsd.edu/~jmcauley/datasets.html#twitch into this folder"),
     paper="Sakhi et al. (fast offline policy learning)",
+    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
 )

@@ -57,4 +57,5 @@ YELP = register_loader(
     how_to_get=("download the Yelp Open Dataset (https://www.yelp.com/dataset, after accepting its terms) and "
                 "put yelp_academic_dataset_review.json (or the 2019 review.json) in this folder"),
     paper="SML, MeLON",
+    checksums="none: Yelp replaces the dataset from year to year and publishes no digest.",
 )
