@@ -129,8 +129,8 @@ def _convert(frame: pd.DataFrame, numeric: Sequence[str], required: Sequence[str
     blank = frame.isna().all(axis=1).to_numpy()
     problems: list[tuple[np.ndarray, Callable[[int], str]]] = []  # (mask, message for a row)
     for col in required:  # pandas pads short lines with empty fields, read as NaN
-        problems.append((frame[col].isna().to_numpy() & ~blank,
-                         lambda i, col=col: f"too few fields, or an empty {col!r} field (expected {len(frame.columns)} fields)"))
+        problems.append((frame[col].isna().to_numpy() & ~blank, lambda i, col=col: (
+            f"too few fields, or an empty {col!r} field (expected {len(frame.columns)} fields)")))
     converted = {}
     for col in numeric:
         parsed = pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col])

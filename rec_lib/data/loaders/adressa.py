@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, check_choice, iter_json_lines, missing_file,
-                                       register_loader, require)
+from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, check_choice, iter_json_lines,
+                                       missing_file, register_loader, require)
 from rec_lib.data.schema import Interactions
 from rec_lib.data.splits import calendar_periods
 
 __all__ = ["parse_adressa", "adressa_periods", "ADRESSA", "RELEASES", "SML_DAY_PARTS", "ADRESSA_TZ"]
 
-RELEASES = {"one_week": pd.date_range("2017-01-01", "2017-01-07"), "three_month": pd.date_range("2017-01-01", "2017-03-31")}
+RELEASES = {"one_week": pd.date_range("2017-01-01", "2017-01-07"),
+            "three_month": pd.date_range("2017-01-01", "2017-03-31")}
 SML_DAY_PARTS = (0, 10, 17)
 ADRESSA_TZ = "Europe/Oslo"
 _FIELDS = {"userId": "string", "id": "string", "time": "int64", "activeTime": "int64", "title": "string",
@@ -92,5 +93,5 @@ ADRESSA = register_loader(
     licence="Research use under the terms on the Adressa page; cite Gulla et al. (2017).",
     how_to_get=_HOW,
     paper="SML, MeLON",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, iter_json_lines, register_loader, require
+from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, iter_json_lines, register_loader,
+                                       require)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_amazon_books", "AMAZON_BOOK"]
@@ -69,5 +70,5 @@ AMAZON_BOOK = register_loader(
                 "or the 2018 Books.csv / Books_5.json.gz "
                 "(https://cseweb.ucsd.edu/~jmcauley/datasets/amazon_v2/) into this folder"),
     paper="DiPS, MeLON",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )

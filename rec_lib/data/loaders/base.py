@@ -55,7 +55,7 @@ from rec_lib.paths import cache_dir
 __all__ = [
     "CACHE_VERSION", "POST_OPTIONS", "RUN_OPTIONS", "register_loader", "loader_options", "cached",
     "save_interactions", "load_interactions", "postprocess", "iter_json_lines", "open_member",
-    "to_unix_seconds", "check_choice", "first_bad", "require", "missing_file",
+    "to_unix_seconds", "check_choice", "first_bad", "require", "missing_file", "NO_PUBLISHED_CHECKSUM",
 ]
 
 CACHE_VERSION = 1
@@ -64,6 +64,8 @@ POST_OPTIONS: dict[str, Any] = {
     "implicit_threshold": None, "drop_repeats": False, "min_user": None, "user_core": None, "item_core": None,
 }
 RUN_OPTIONS: dict[str, Any] = {"cache": True, "chunksize": DEFAULT_CHUNKSIZE, "bad_lines": "error"}
+NO_PUBLISHED_CHECKSUM = ("none recorded: the source publishes none we could find, and the files could not be "
+                         "downloaded here to compute one.")
 _NOT_KEYED = ("cache", "chunksize")  # options that do not change the result
 
 

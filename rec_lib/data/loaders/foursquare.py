@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, register_loader, to_unix_seconds
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, register_loader, to_unix_seconds
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_foursquare", "FOURSQUARE"]
@@ -62,5 +62,5 @@ FOURSQUARE = register_loader(
     how_to_get=("download dataset_WWW2019.zip (\"Global-scale Check-in Dataset with User Social Networks\") "
                 "from Dingqi Yang's page and unzip it here"),
     paper="DiPS",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )

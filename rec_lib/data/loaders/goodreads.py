@@ -27,8 +27,8 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, first_bad, iter_json_lines, register_loader, require,
-                                       to_unix_seconds)
+from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, iter_json_lines,
+                                       register_loader, require, to_unix_seconds)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_goodreads", "GOODREADS"]
@@ -91,5 +91,5 @@ GOODREADS = register_loader(
     how_to_get=("download goodreads_interactions.csv (or goodreads_interactions_dedup.json.gz) from the UCSD Book "
                 "Graph page https://mengtingwan.github.io/data/goodreads.html into this folder"),
     paper="Sakhi et al. (fast offline policy learning)",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )

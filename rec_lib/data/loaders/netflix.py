@@ -22,7 +22,8 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, first_bad, register_loader, to_unix_seconds
+from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader,
+                                       to_unix_seconds)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_netflix", "NETFLIX", "NETFLIX_FILES"]
@@ -102,5 +103,5 @@ NETFLIX = register_loader(
     how_to_get=("download the Kaggle dataset netflix-inc/netflix-prize-data (free account), unzip it and put "
                 "combined_data_1.txt ... combined_data_4.txt (and movie_titles.csv) in this folder"),
     paper="DiPS",
-    checksums="none recorded: Kaggle publishes none for this copy, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM.replace("the source publishes", "Kaggle publishes"),
 )

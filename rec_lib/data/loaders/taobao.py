@@ -25,7 +25,7 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, first_bad, register_loader
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_taobao", "TAOBAO", "BEHAVIOURS", "PERIOD"]
@@ -82,5 +82,5 @@ TAOBAO = register_loader(
     how_to_get=("download UserBehavior.csv.zip from https://tianchi.aliyun.com/dataset/649 (free Tianchi account) "
                 "and extract UserBehavior.csv here"),
     paper="2TS",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )

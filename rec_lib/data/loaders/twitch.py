@@ -20,7 +20,7 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, first_bad, register_loader
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_twitch", "TWITCH", "ROUND_SECONDS"]
@@ -59,5 +59,5 @@ TWITCH = register_loader(
     how_to_get=("download full_a.csv.gz (or the sample 100k_a.csv) linked from "
                 "https://cseweb.ucsd.edu/~jmcauley/datasets.html#twitch into this folder"),
     paper="Sakhi et al. (fast offline policy learning)",
-    checksums="none recorded: the source publishes none we could find, and the files could not be downloaded here to compute one.",
+    checksums=NO_PUBLISHED_CHECKSUM,
 )
