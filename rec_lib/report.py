@@ -8,8 +8,9 @@ table whose claims link to the chapter sections named by the ledger
 (``sphinx: extra_extensions: [rec_lib.report]`` in ``_config.yml``) this
 module adds the directive ``reproducibility-table``, which
 ``book/reproducibility.md`` uses: the table is produced by every build from
-the ledgers present, never typed in and never committed, and a changed ledger
-makes Sphinx re-read the page.
+the ledgers present, never typed in and never committed. The page notes the
+results folder as a dependency, which makes Sphinx re-read it on every build,
+so an incremental build shows new or changed ledgers too.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def setup(app: Any) -> dict[str, Any]:
 
         def run(self) -> list[nodes.Node]:
             directory = results_dir()
-            self.env.note_dependency(str(directory))  # a ledger added or removed
+            self.env.note_dependency(str(directory))  # not a file: Sphinx re-reads this page on every build
             for path in ledger_paths(directory):
                 self.env.note_dependency(str(path))
             rows, problems = claims_table(directory)
