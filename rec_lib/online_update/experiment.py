@@ -43,7 +43,7 @@ PAPER_DATASETS = ("adressa", "amazon-book", "yelp")
 class MelonSettings(BaseSettings):
     """Knobs of the MeLON chapter (see the chapter's parameters cell)."""
 
-    dataset: str = "ml-100k"
+    dataset: str = "ml-100k"  # the preset; "synthetic" for the drifting stream
     max_interactions: int | None = None  # keep only the first N interactions of the stream
     batch_size: int = 256
     train_share: float = 0.8
