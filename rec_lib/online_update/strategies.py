@@ -33,6 +33,7 @@ Li et al. and Kim et al.), then update the recommender with ``B_t``.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -208,8 +209,6 @@ class EALS(UpdateStrategy):
 
     def step(self, batch) -> None:
         rec = self._check_bound()
-        from dataclasses import replace
-
         b = replace(batch, negatives=self.popularity_negatives(batch))
         _, g, _ = rec.mean_gradient(b, weights=torch.full((len(b),), self.w_new, device=rec.device))
         rec.load(rec.apply_full(rec.snapshot(), {k: -self.lr * v for k, v in g.items()}))

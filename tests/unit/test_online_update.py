@@ -537,3 +537,10 @@ def test_margin_over_hand_checked():
     assert m["relative"] == pytest.approx(0.5)
     with pytest.raises(KeyError, match="not run"):
         margin_over(runs, "A", ["D"])
+
+
+def test_batch_to_moves_every_tensor(stream):
+    b = stream.batches("test")[0]
+    c = b.to("cpu")
+    assert c is not b and torch.equal(c.candidates, b.candidates) and c.index == b.index and len(c) == len(b)
+    assert np.array_equal(c.rows, b.rows)
