@@ -34,7 +34,9 @@ def test_training_tables(smoke_run):
     s = led["settings"]
     for key in ("main", "second"):
         fin = led["tables"][f"eps_final_{key}"]
-        assert {"Reinforce", *(f"ε={e:g}" for e in s["epsilons"])} == set(fin.method)
+        cached = f"ε={s['epsilon']:g}, top-K kept {s['topk_refresh']} epochs"
+        expected = {"Reinforce", cached, *(f"ε={e:g}" for e in s["epsilons"])}
+        assert expected == set(fin.method)
         assert fin.test_true.between(0, 1).all() and fin.test_index.between(0, 1).all()
     assert set(led["tables"]["s_final"].S) == set(s["s_values"])
     eq = led["tables"]["equal_time"].set_index("method")
