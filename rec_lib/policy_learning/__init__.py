@@ -17,7 +17,6 @@ The chapter ``book/fast_offline_policy.ipynb`` derives everything here.
 - :mod:`~rec_lib.policy_learning.experiments`: the chapter's experiments.
 """
 
-from rec_lib.policy_learning.bench import BenchResult, speed_benchmark
 from rec_lib.policy_learning.chapter import CHAPTER, PRESETS, PolicySettings
 from rec_lib.policy_learning.estimators import (
     SNIS,
@@ -66,3 +65,13 @@ __all__ = [
     "synthetic_session_data", "argmax_reward", "train_policy",
     "BenchResult", "speed_benchmark",
 ]
+
+
+def __getattr__(name: str):
+    """Import the benchmark lazily (PEP 562), so that ``python -m
+    rec_lib.policy_learning.bench`` does not find its module already imported."""
+    if name in ("BenchResult", "speed_benchmark"):
+        from rec_lib.policy_learning import bench
+
+        return getattr(bench, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
