@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from rec_lib.models import MF, GRU4Rec
-from rec_lib.two_time_scale.protocol import EvalSet, TTSData
+from rec_lib.two_time_scale.protocol import EvalSet, TTSData, candidate_scores
 
 __all__ = ["ccf_scores", "cold_user_embedding", "SumPooling", "GRU4RecStates"]
 
@@ -46,14 +46,9 @@ def ccf_scores(mf: MF, d: TTSData, es: EvalSet, batch_size: int = 4096) -> torch
     """
     device = mf.user.weight.device
     cold = cold_user_embedding(mf, d.n_train)
-    out = []
-    for s in range(0, len(es.users), batch_size):
-        u = torch.as_tensor(es.users[s : s + batch_size], device=device)
-        phi = mf.user(u)
-        phi = torch.where(torch.as_tensor(d.n_train[es.users[s : s + batch_size]] > 0, device=device)[:, None], phi, cold)
-        x = mf.item(torch.as_tensor(es.candidates[s : s + batch_size], device=device))
-        out.append(torch.einsum("bd,bkd->bk", phi, x).cpu())
-    return torch.cat(out) if out else torch.empty(0, es.candidates.shape[1])
+    u = torch.as_tensor(es.users, device=device)
+    phi = torch.where(torch.as_tensor(d.n_train[es.users] > 0, device=device)[:, None], mf.user(u), cold)
+    return candidate_scores(phi, mf.item.weight, torch.as_tensor(es.candidates, device=device), chunk=batch_size).cpu()
 
 
 class SumPooling(nn.Module):
@@ -86,6 +81,10 @@ class SumPooling(nn.Module):
         n = torch.arange(items.shape[1], device=items.device, dtype=e.dtype).clamp(min=1)
         return self.A(before / n[None, :, None])
 
+    def item_table(self) -> tuple[torch.Tensor, None]:
+        """``(x, None)``: the output item embeddings."""
+        return self.out.weight, None
+
     def score(self, phi: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         x = self.out(items)
         return (phi.unsqueeze(-2) * x).sum(-1) if items.ndim == phi.ndim else (phi * x).sum(-1)
@@ -107,6 +106,10 @@ class GRU4RecStates(nn.Module):
                prev: torch.Tensor | None = None) -> torch.Tensor:
         h = self.gru4rec.hidden_states(items, lengths)
         return torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+
+    def item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w, b)``: GRU4Rec's output embeddings and item biases."""
+        return self.gru4rec.out.weight, self.gru4rec.out_bias
 
     def score(self, phi: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.gru4rec.scores(phi, items.clamp(max=self.n_items - 1))

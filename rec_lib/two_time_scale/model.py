@@ -67,12 +67,13 @@ def fit_stage1(
     n_neg: int,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
-    on_epoch: Callable[[MF, int, float], None] | None = None,
+    on_epoch: Callable[[MF, int, float], bool | None] | None = None,
 ) -> tuple[MF, float]:
     """Stage 1 / CCF: ``MF`` trained on the training interactions with eq. 10; returns it and its training seconds.
 
     ``on_epoch(model, epoch, seconds_so_far)`` is called after each epoch
-    (its own time is not counted), e.g. to evaluate a checkpoint (Figure 2).
+    (its own time is not counted), e.g. to evaluate a checkpoint (Figure 2);
+    training stops early when it returns ``True``.
     """
     if epochs < 1:
         raise ValueError(f"stage-1 epochs must be >= 1, got {epochs}")
@@ -86,7 +87,8 @@ def fit_stage1(
         spent += time.perf_counter() - t0
         if on_epoch is not None:
             mf.eval()
-            on_epoch(mf, epoch, spent)
+            if on_epoch(mf, epoch, spent):
+                break
     mf.eval()
     return mf, spent
 
@@ -173,6 +175,10 @@ class TwoTimeScale(nn.Module):
         last = torch.cat([self.item(prev.to(items.device)).unsqueeze(1), self.item(items)[:, :-1]], dim=1)
         return self.W(torch.cat([phi, last], dim=-1))
 
+    def item_table(self) -> tuple[torch.Tensor, None]:
+        """``(x, None)``: the item embeddings (with the padding row) that score candidates; no item bias."""
+        return self.item.weight, None
+
     def score(self, phi: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``phi . x_j``: ``phi [..., d]`` against ``items [..., K]`` gives ``[..., K]``; ``items [...]`` gives ``[...]``."""
         x = self.item(items)
@@ -252,7 +258,7 @@ def fit_windows(
     device: torch.device | str = "cpu",
     cf: tuple[np.ndarray, np.ndarray] | None = None,
     cf_batch_size: int = 1024,
-    on_epoch: Callable[[nn.Module, int, float], None] | None = None,
+    on_epoch: Callable[[nn.Module, int, float], bool | None] | None = None,
     desc: str = "stage 2",
 ) -> tuple[list[float], float]:
     """Train ``model`` on next-item prediction over the windows of each group (eq. 11-12).
@@ -261,12 +267,14 @@ def fit_windows(
     group and taken in a random order; each position gets ``n_neg`` fresh
     negatives. Only parameters that require gradients are optimised (Adam),
     so stage-1 embeddings frozen by :meth:`TwoTimeScale.freeze_embeddings` stay
-    fixed. ``cf=(users, items)`` adds eq. 10 on those interactions to every step,
-    one mini-batch of ``cf_batch_size`` per step; an epoch then has as many
-    steps as the larger of the two sets of mini-batches, the smaller cycling
-    (2TS-SingleStage).
-    Returns the mean loss per epoch and the training seconds
-    (``on_epoch(model, epoch, seconds_so_far)`` callbacks excluded).
+    fixed. ``cf=(users, items)`` adds eq. 10 on those interactions: an epoch
+    then also visits every interaction once, in mini-batches of
+    ``cf_batch_size``, and the window mini-batches are spread at random among
+    those steps, each step minimising the sum of the losses it holds
+    (2TS-SingleStage: one stage, one objective over all parameters).
+    Returns the mean step loss per epoch and the training seconds
+    (``on_epoch(model, epoch, seconds_so_far)`` callbacks excluded; training
+    stops early when one returns ``True``).
     """
     if epochs < 1 or lr <= 0 or n_neg < 1:
         raise ValueError(f"need epochs >= 1, lr > 0 and n_neg >= 1, got {epochs}, {lr}, {n_neg}")
@@ -275,28 +283,32 @@ def fit_windows(
         raise ValueError("the model has no trainable parameter")
     opt = torch.optim.Adam(params, lr=lr)
     if cf is not None:
-        cf_u = torch.as_tensor(np.asarray(cf[0]), dtype=torch.long)
-        cf_i = torch.as_tensor(np.asarray(cf[1]), dtype=torch.long)
+        cf_u = torch.as_tensor(np.array(cf[0]), dtype=torch.long)
+        cf_i = torch.as_tensor(np.array(cf[1]), dtype=torch.long)
     history, spent = [], 0.0
     model.train()
     for epoch in progress(range(epochs), desc=desc):
         t0 = time.perf_counter()
         plan = [(k, b) for k, s in enumerate(sets) for b in minibatches(len(s), batch_size, seeds.torch_gen)]
         order = torch.randperm(len(plan), generator=seeds.torch_gen).tolist()
-        if cf is not None:  # one step per eq.-10 mini-batch at least; the windows cycle
-            n_steps = max(len(order), -(-len(cf_u) // cf_batch_size))
-            order = (order * -(-n_steps // len(order)))[:n_steps]
+        if cf is not None:  # every eq.-10 mini-batch once per epoch, the window batches spread among them
+            n_cf = -(-len(cf_u) // cf_batch_size)
+            slots = torch.randperm(max(n_cf, len(order)), generator=seeds.torch_gen)[: len(order)].tolist()
+            step_of = dict(zip(slots, order))
+            order = [step_of.get(k) for k in range(max(n_cf, len(order)))]
         cf_batches = iter(())
-        total, count = 0.0, 0
+        total = 0.0
         for step in order:
-            k, b = plan[step]
-            s = sets[k]
-            users, items, lengths, prev = s.users[b], s.items[b], s.lengths[b], s.prev[b]
-            L = int(lengths.max())
-            items = items[:, :L]
-            negs = position_negatives(users[:, None].expand(-1, L), n_neg, seen, seeds.rng)
-            loss = window_loss(model, s.group, users.to(device), items.to(device), lengths, prev.to(device),
-                               negs.to(device))
+            loss = torch.zeros((), device=device)
+            if step is not None:
+                k, b = plan[step]
+                s = sets[k]
+                users, items, lengths, prev = s.users[b], s.items[b], s.lengths[b], s.prev[b]
+                L = int(lengths.max())
+                items = items[:, :L]
+                negs = position_negatives(users[:, None].expand(-1, L), n_neg, seen, seeds.rng)
+                loss = window_loss(model, s.group, users.to(device), items.to(device), lengths, prev.to(device),
+                                   negs.to(device))
             if cf is not None:
                 cb = next(cf_batches, None)
                 if cb is None:
@@ -307,14 +319,15 @@ def fit_windows(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(b)
-            count += len(b)
+            total += loss.item()
         spent += time.perf_counter() - t0
-        history.append(total / count)
+        history.append(total / len(order))
         if on_epoch is not None:
             model.eval()
             with torch.no_grad():
-                on_epoch(model, epoch, spent)
+                stop = on_epoch(model, epoch, spent)
             model.train()
+            if stop:
+                break
     model.eval()
     return history, spent

@@ -37,6 +37,7 @@ __all__ = [
     "activity_buckets",
     "position_negatives",
     "sequential_scores",
+    "candidate_scores",
     "StateFn",
 ]
 
@@ -195,6 +196,30 @@ StateFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tor
 
 
 @torch.no_grad()
+def candidate_scores(h: torch.Tensor, table: torch.Tensor, candidates: torch.Tensor, bias: torch.Tensor | None = None,
+                     chunk: int = 4096, full_max_items: int = 50_000) -> torch.Tensor:
+    """``h_r . table[c] (+ bias[c])`` for each row ``r`` and candidate ``c`` of ``candidates [n, K]``.
+
+    For catalogues up to ``full_max_items`` items it scores the whole
+    catalogue with one matrix product per chunk of rows and gathers the
+    candidates (far cheaper than gathering ``[n, K, d]`` embeddings); beyond,
+    it gathers. Rows are processed ``chunk`` at a time to bound memory.
+    """
+    if h.ndim != 2 or candidates.ndim != 2 or len(h) != len(candidates):
+        raise ValueError(f"h [n, d] and candidates [n, K] expected, got {tuple(h.shape)}, {tuple(candidates.shape)}")
+    out = torch.empty(candidates.shape, dtype=torch.float32, device=h.device)
+    full = table.shape[0] <= full_max_items
+    for s in range(0, len(h), chunk):
+        hs, cs = h[s : s + chunk], candidates[s : s + chunk]
+        if full:
+            sc = (hs @ table.T).gather(1, cs)
+        else:
+            sc = torch.einsum("nd,nkd->nk", hs, table[cs])
+        out[s : s + chunk] = sc + (bias[cs] if bias is not None else 0)
+    return out
+
+
+@torch.no_grad()
 def sequential_scores(
     d: TTSData,
     es: EvalSet,
@@ -214,7 +239,8 @@ def sequential_scores(
     ``state_fn(users [B], items [B, L], lengths [B], prev [B]) -> [B, L, d]``
     gives that state for every window position (``prev``: the item just
     before each window, ``pad`` if none); ``score_fn(states [n, d],
-    candidates [n, K]) -> [n, K]``. Batched over users; no loop over users.
+    candidates [n, K]) -> [n, K]`` (e.g. :func:`candidate_scores`). Batched over
+    users; no loop over users.
     """
     pos, users = es.positions, es.users
     if len(pos) == 0:
@@ -239,7 +265,7 @@ def sequential_scores(
         b0 = begin[s:e]
         prev = np.where(b0 > 0, d.seqs.items[d.seqs.offsets[r_uni[s:e]] + np.maximum(b0 - 1, 0)], d.n_items)
         states = state_fn(torch.as_tensor(u_uni[s:e]).to(device), items.to(device), lengths, torch.as_tensor(prev).to(device))
-        sel = np.flatnonzero((owner >= s) & (owner < e))
+        sel = np.arange(first[s], first[e] if e < len(first) else len(users))  # rows of users s..e-1
         b = owner[sel] - s
         t = offs[sel] - begin[owner[sel]]
         h = states[torch.as_tensor(b), torch.as_tensor(t)]

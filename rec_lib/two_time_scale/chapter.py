@@ -1,0 +1,198 @@
+"""Settings and the experiment plan of the two-time-scale chapter (``book/two_time_scale.ipynb``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rec_lib.config import BaseSettings, ChapterSpec, SettingsError
+from rec_lib.data import Interactions, drifting_stream, load
+from rec_lib.two_time_scale.experiments import METHODS, SeedJob, TrainConfig, run_jobs
+
+__all__ = ["TTSSettings", "PRESETS", "CHAPTER", "TABLE4", "SYNTHETIC", "train_config", "load_datasets",
+           "threshold_plan", "run_experiments"]
+
+SYNTHETIC = "synthetic"
+# Appendix C, Table 4: thresholds t* of 2TS and 2TS-Plus per dataset.
+TABLE4 = {"taobao": (100, 100), "ml-25m": (200, 200), "lastfm-1k": (100, 200)}
+
+
+@dataclass(frozen=True)
+class TTSSettings(BaseSettings):
+    """Knobs of the 2TS chapter. ``t_star = -1`` chooses the threshold on validation from the grid
+    (at the paper scale with an empty grid: the paper's Table 4)."""
+
+    dataset: str = "ml-100k"
+    max_interactions: int = 0  # > 0: only the first interactions (in time) of the real dataset
+    synthetic: bool = True  # also run the synthetic stream with planted two-time-scale users
+    syn_users: int = 1000
+    syn_items: int = 600
+    syn_max_interactions: int = 300
+    syn_exponent: float = 1.8
+    syn_spread: float = 0.6
+    syn_long_term: float = 0.8
+    syn_temperature: float = 0.1
+    dim: int = 32
+    n_neg: int = 10
+    n_neg_eval: int = 499
+    k_last: int = 10
+    max_len: int = 50
+    stage1_epochs: int = 10
+    stage2_epochs: int = 30
+    baseline_epochs: int = 30
+    lr_stage1: float = 5e-3
+    lr: float = 1e-2
+    batch_size: int = 1024
+    seq_batch: int = 128
+    patience: int = 3
+    min_epochs: int = 10
+    t_star: int = -1
+    t_star_plus: int = -1
+    t_star_grid: tuple[int, ...] = (40, 80, 160)
+    syn_t_star_grid: tuple[int, ...] = (10, 20, 40)
+    plus_grid: bool = False
+    n_seeds: int = 3
+    val_rows: int = 2000
+    checkpoint_rows: int = 2000
+    workers: int = 2
+    threads: int = 1
+    sim_users: int = 20_000
+    sim_dim: int = 4
+    sim_alpha: float = 2.0
+    sim_c: float = 0.1
+    sim_spread: float = 4.0
+    sim_mean_norm: float = 4.0
+    sim_online: int = 20
+    sim_t_max: int = 5000
+
+    def validate(self) -> None:
+        super().validate()
+        positive = ("syn_users", "syn_items", "syn_max_interactions", "dim", "n_neg", "n_neg_eval", "k_last",
+                    "max_len", "stage1_epochs", "stage2_epochs", "baseline_epochs", "batch_size", "seq_batch",
+                    "patience", "min_epochs", "n_seeds", "val_rows", "checkpoint_rows", "workers", "sim_users",
+                    "sim_dim", "sim_online", "sim_t_max")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "lr_stage1", "sim_c", "syn_temperature"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name.upper()} must be > 0, got {getattr(self, name)}")
+        if self.max_interactions < 0 or self.threads < 0:
+            raise SettingsError("MAX_INTERACTIONS and THREADS must be >= 0 (0: all)")
+        if self.syn_exponent <= 1 or self.sim_alpha <= 1:
+            raise SettingsError("SYN_EXPONENT and SIM_ALPHA are power-law exponents and must be > 1")
+        if not 0 <= self.syn_long_term <= 1:
+            raise SettingsError(f"SYN_LONG_TERM must be in [0, 1], got {self.syn_long_term}")
+        if self.syn_max_interactions > self.syn_items:
+            raise SettingsError("SYN_MAX_INTERACTIONS cannot exceed SYN_ITEMS (the stream never repeats an item)")
+        for name in ("t_star", "t_star_plus"):
+            if getattr(self, name) < -1:
+                raise SettingsError(f"{name.upper()} must be >= 0, or -1 to choose it on validation")
+        for name in ("t_star_grid", "syn_t_star_grid"):
+            if any(t < 0 for t in getattr(self, name)):
+                raise SettingsError(f"{name.upper()} holds thresholds, which must be >= 0")
+        for label in self.labels():
+            t, t_plus, grid = threshold_plan(self, label)
+            smallest = min([x for x in (t, t_plus) if x is not None] + list(grid))
+            if self.k_last > max(smallest, 1):
+                raise SettingsError(f"K_LAST = {self.k_last} exceeds the threshold {smallest} for {label}; the paper "
+                                    "trains active users on their last K <= t* interactions")
+        if self.device.split(":")[0] == "cuda" and self.workers > 1:
+            raise SettingsError("with DEVICE='cuda' use WORKERS=1 (one process drives the GPU)")
+
+    def labels(self) -> list[str]:
+        """The datasets of a run: the real one, then the synthetic stream when ``synthetic``."""
+        return [self.dataset] + ([SYNTHETIC] if self.synthetic else [])
+
+
+def threshold_plan(s: TTSSettings, label: str) -> tuple[int | None, int | None, tuple[int, ...]]:
+    """``(t_star, t_star_plus, grid)`` for a dataset: fixed values, or ``None`` and the validation grid.
+
+    Order: ``T_STAR >= 0`` fixes it; else a non-empty grid chooses it on
+    validation; else, for the paper's datasets, Table 4.
+    """
+    grid = s.syn_t_star_grid if label == SYNTHETIC else s.t_star_grid
+    t = s.t_star if s.t_star >= 0 else None
+    t_plus = s.t_star_plus if s.t_star_plus >= 0 else None
+    if t is None and not grid:
+        if label not in TABLE4:
+            raise SettingsError(f"no threshold for {label}: set T_STAR, or a T_STAR_GRID to choose it on validation "
+                                f"(Table 4 of the paper covers {sorted(TABLE4)})")
+        t, t4_plus = TABLE4[label]
+        t_plus = t4_plus if t_plus is None else t_plus
+    return t, t_plus, tuple(grid) if t is None else ()
+
+
+PRESETS = {
+    "smoke": dict(max_interactions=15_000, syn_users=250, syn_items=300, syn_max_interactions=150, dim=16,
+                  stage1_epochs=2, stage2_epochs=3, baseline_epochs=3, min_epochs=1, t_star_grid=(20, 40),
+                  syn_t_star_grid=(10,), n_seeds=1, val_rows=500, checkpoint_rows=500, workers=1,
+                  sim_users=2000, sim_t_max=500, n_neg_eval=99),
+    "tutorial": {},
+    "paper": dict(dataset="ml-25m", synthetic=False, dim=64, k_last=20, max_len=200, stage1_epochs=20,
+                  stage2_epochs=20, baseline_epochs=20, lr_stage1=1e-3, lr=1e-3, batch_size=4096, seq_batch=256,
+                  t_star_grid=(), val_rows=50_000, checkpoint_rows=20_000, workers=1, threads=0,
+                  sim_users=200_000, sim_t_max=20_000),
+}
+
+
+def _datasets(settings: TTSSettings) -> list[str]:
+    return [settings.dataset]
+
+
+CHAPTER = ChapterSpec(name="two_time_scale", settings=TTSSettings, presets=PRESETS, datasets=_datasets)
+
+
+def train_config(s: TTSSettings) -> TrainConfig:
+    """The :class:`TrainConfig` of a settings object."""
+    return TrainConfig(dim=s.dim, n_neg=s.n_neg, k_last=s.k_last, max_len=s.max_len, stage1_epochs=s.stage1_epochs,
+                       stage2_epochs=s.stage2_epochs, baseline_epochs=s.baseline_epochs, lr_stage1=s.lr_stage1,
+                       lr=s.lr, batch_size=s.batch_size, seq_batch=s.seq_batch, patience=s.patience,
+                       min_epochs=s.min_epochs)
+
+
+def load_datasets(s: TTSSettings) -> dict[str, Interactions]:
+    """The real dataset (the first ``max_interactions`` in time when set) and the synthetic stream.
+
+    The stream plants the paper's assumptions: power-law activity
+    (``syn_exponent``), long-term tastes spread moderately around a common
+    mean (``syn_spread`` < 1: a small ``Var_m``), and a short-term drift.
+    """
+    real = load(s.dataset)
+    if s.max_interactions and s.max_interactions < len(real):
+        real = real.subset(np.arange(s.max_interactions), name=real.name).reindexed()
+    out = {s.dataset: real}
+    if s.synthetic:
+        out[SYNTHETIC] = drifting_stream(
+            n_users=s.syn_users, n_items=s.syn_items, max_interactions=s.syn_max_interactions,
+            activity_exponent=s.syn_exponent, user_spread=s.syn_spread, long_term_weight=s.syn_long_term,
+            temperature=s.syn_temperature, seed=s.seed)
+    return out
+
+
+def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[str, list[tuple[dict, dict]]]:
+    """Every method on every dataset for ``n_seeds`` seeds: ``{label: [(results, extras) per seed]}``.
+
+    Round 1 runs seed ``s.seed`` of each dataset (choosing the thresholds on
+    validation, recording Figure 2's checkpoints and keeping the models);
+    round 2 runs the other seeds with those thresholds. Each round spreads its
+    jobs over ``s.workers`` processes.
+    """
+    cfg = train_config(s)
+    common = dict(cfg=cfg, methods=METHODS, n_neg_eval=s.n_neg_eval, val_rows=s.val_rows, device=s.device,
+                  threads=s.threads)
+    first = []
+    for label, data in datasets.items():
+        t, t_plus, grid = threshold_plan(s, label)
+        first.append(SeedJob(label, data, seed=s.seed, t_star=t, t_star_plus=t_plus, grid=grid,
+                             plus_grid=s.plus_grid, checkpoint_rows=s.checkpoint_rows, keep_models=True, **common))
+    out = {job.label: [res] for job, res in zip(first, run_jobs(first, s.workers))}
+    rest = []
+    for label, data in datasets.items():
+        ex = out[label][0][1]
+        rest += [SeedJob(label, data, seed=s.seed + k, t_star=ex["t_star"], t_star_plus=ex["t_star_plus"], **common)
+                 for k in range(1, s.n_seeds)]
+    for job, res in zip(rest, run_jobs(rest, s.workers)):
+        out[job.label].append(res)
+    return out
