@@ -5,13 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import torch
 
 from rec_lib.config import BaseSettings, ChapterSpec, SettingsError
 from rec_lib.data import Interactions, drifting_stream, load
 from rec_lib.two_time_scale.experiments import METHODS, SeedJob, TrainConfig, run_jobs
+from rec_lib.two_time_scale.protocol import (
+    TEST,
+    TTSData,
+    activity_buckets,
+    eval_set,
+    prepare,
+    ranks_from_scores,
+    summarise,
+)
+from rec_lib.utils import seed_everything
 
 __all__ = ["TTSSettings", "PRESETS", "CHAPTER", "TABLE4", "SYNTHETIC", "train_config", "load_datasets",
-           "threshold_plan", "run_experiments"]
+           "threshold_plan", "run_experiments", "runs_frame", "paired_gap", "curves_frame", "buckets_frame",
+           "synthetic_ceilings", "prepare"]
 
 SYNTHETIC = "synthetic"
 # Appendix C, Table 4: thresholds t* of 2TS and 2TS-Plus per dataset.
@@ -195,4 +208,71 @@ def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[s
                  for k in range(1, s.n_seeds)]
     for job, res in zip(rest, run_jobs(rest, s.workers)):
         out[job.label].append(res)
+    return out
+
+
+def runs_frame(out: dict[str, list[tuple[dict, dict]]]) -> pd.DataFrame:
+    """One row per (dataset, method, seed): test MRR, Recall@10, training seconds, epochs, t*."""
+    rows = []
+    for label, runs in out.items():
+        for k, (results, extras) in enumerate(runs):
+            for name, r in results.items():
+                rows.append({"dataset": label, "method": name, "seed": k, **r.metrics,
+                             "train_s": r.train_seconds, "epochs": extras["epochs"].get(name), "t_star": r.t_star})
+    return pd.DataFrame(rows)
+
+
+def paired_gap(runs: pd.DataFrame, dataset: str, a: str, b: str, metric: str = "mrr") -> tuple[float, float]:
+    """Mean over seeds of ``metric(a) - metric(b)`` on ``dataset`` (same seed, same test candidates) and its
+    standard error (0 with one seed)."""
+    sel = runs[runs["dataset"] == dataset].pivot(index="seed", columns="method", values=metric)
+    if a not in sel or b not in sel:
+        raise KeyError(f"methods {a!r} and {b!r} must both be in the runs of {dataset!r}")
+    diff = (sel[a] - sel[b]).to_numpy()
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return float(diff.mean()), se
+
+
+def curves_frame(out: dict[str, list[tuple[dict, dict]]]) -> pd.DataFrame:
+    """Figure 2's checkpoints of the first seed: (dataset, method, training seconds, test MRR)."""
+    rows = [{"dataset": label, "method": name, "seconds": t, "mrr": m}
+            for label, runs in out.items() for name, r in runs[0][0].items() for t, m in r.curve]
+    return pd.DataFrame(rows)
+
+
+def buckets_frame(out: dict[str, list[tuple[dict, dict]]], edges: dict[str, list[int]]) -> pd.DataFrame:
+    """Figure 3: MRR per activity bucket and method, pooled over seeds (ranks of every test interaction)."""
+    frames = []
+    for label, runs in out.items():
+        for name in runs[0][0]:
+            ranks = torch.cat([res[name].ranks for res, _ in runs])
+            T = np.concatenate([ex["test_users_T"] for _, ex in runs])
+            f = activity_buckets(T, ranks, edges[label])
+            frames.append(f.assign(dataset=label, method=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def synthetic_ceilings(d: TTSData, stream: Interactions, s: TTSSettings) -> dict[str, dict[str, float]]:
+    """What a model could reach on the synthetic stream's test set (the first seed's candidates).
+
+    Candidates are ranked by the generator's own logits ``v_i . q / tau + b_i``
+    with ``q`` the true preference state of the interaction (``oracle``), the
+    user's long-term part ``w p_u`` (``long-term taste``), the common mean ``w m``
+    (``common mean``), or the item bias alone (``popularity``).
+    """
+    gt = stream.ground_truth
+    if gt is None or "state" not in gt:
+        raise ValueError("synthetic_ceilings needs the ground truth of data.drifting_stream")
+    es = eval_set(d, TEST, s.n_neg_eval, seed_everything(s.seed, set_global=False).child(1).rng)
+    rows = np.lexsort((np.arange(len(stream)), stream.users))[es.positions]  # positions -> rows of stream.df
+    V, b, tau = gt["item_vectors"], gt["item_bias"], gt["params"]["temperature"]
+    w = gt["params"]["long_term_weight"]
+    cand = V[es.candidates]
+    prefs = {"oracle": gt["state"][rows], "long-term taste": w * gt["user_long"][stream.users[rows]],
+             "common mean": np.broadcast_to(w * gt["common_mean"], (len(rows), V.shape[1])),
+             "popularity": np.zeros((len(rows), V.shape[1]))}
+    out = {}
+    for name, q in prefs.items():
+        scores = torch.as_tensor(np.einsum("nd,nkd->nk", q, cand) / tau + b[es.candidates])
+        out[name] = summarise(ranks_from_scores(scores))
     return out

@@ -21,7 +21,14 @@ import torch
 
 from rec_lib.models import MF
 from rec_lib.two_time_scale.baselines import GRU4RecStates, SumPooling, ccf_scores
-from rec_lib.two_time_scale.model import TwoTimeScale, active_mask, fit_stage1, fit_windows, training_windows
+from rec_lib.two_time_scale.model import (
+    TwoTimeScale,
+    active_mask,
+    fit_stage1,
+    fit_windows,
+    seeded_init,
+    training_windows,
+)
 from rec_lib.two_time_scale.protocol import (
     TEST,
     VAL,
@@ -203,7 +210,7 @@ def train_sequential(method: str, d: TTSData, cfg: TrainConfig, seeds: Seeds, t_
     """
     if method in ("2TS", "2TS-Plus", "2TS-SingleStage") and t_star is not None and cfg.k_last > max(t_star, 1):
         raise ValueError(f"K = {cfg.k_last} must not exceed t* = {t_star} (Section 3.2: K <= t*)")
-    model = build_model(method, d, cfg, mf).to(device)
+    model = seeded_init(lambda: build_model(method, d, cfg, mf), seeds).to(device)
     if method in ("GRU4Rec", "SumPooling"):
         sets = training_windows(d, 0, cfg.max_len)
     else:

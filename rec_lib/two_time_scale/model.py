@@ -39,6 +39,7 @@ from rec_lib.utils import Seeds, progress
 
 __all__ = [
     "GROUPS",
+    "seeded_init",
     "fit_stage1",
     "TwoTimeScale",
     "WindowSet",
@@ -49,6 +50,18 @@ __all__ = [
 ]
 
 GROUPS = ("in", "act")
+
+
+def seeded_init(build: Callable[[], nn.Module], seeds: Seeds) -> nn.Module:
+    """``build()`` with torch's global generator seeded from ``seeds.torch_gen`` and restored afterwards.
+
+    Layers draw their initial weights from the global generator; this makes a
+    model's initialisation depend on its own seed only, not on what ran before.
+    """
+    seed = int(torch.randint(0, 2**62, (1,), generator=seeds.torch_gen))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 def active_mask(n_train: np.ndarray, t_star: int) -> np.ndarray:
@@ -77,7 +90,7 @@ def fit_stage1(
     """
     if epochs < 1:
         raise ValueError(f"stage-1 epochs must be >= 1, got {epochs}")
-    mf = MF(d.n_users, d.n_items, dim=dim).to(device)
+    mf = seeded_init(lambda: MF(d.n_users, d.n_items, dim=dim), seeds).to(device)
     opt = torch.optim.Adam(mf.parameters(), lr=lr)
     spent = 0.0
     for epoch in range(epochs):
