@@ -52,22 +52,22 @@ class TTSSettings(BaseSettings):
     k_last: int = 10
     max_len: int = 50
     stage1_epochs: int = 10
-    stage2_epochs: int = 30
-    baseline_epochs: int = 30
+    stage2_epochs: int = 20
+    baseline_epochs: int = 20
     lr_stage1: float = 5e-3
-    lr: float = 1e-2
+    lr: float = 2e-2
     batch_size: int = 1024
     seq_batch: int = 128
     patience: int = 3
-    min_epochs: int = 10
+    min_epochs: int = 8
     t_star: int = -1
     t_star_plus: int = -1
     t_star_grid: tuple[int, ...] = (40, 80, 160)
     syn_t_star_grid: tuple[int, ...] = (10, 20, 40)
     plus_grid: bool = False
     n_seeds: int = 3
-    val_rows: int = 2000
-    checkpoint_rows: int = 2000
+    val_rows: int = 1500
+    checkpoint_rows: int = 1000
     workers: int = 2
     threads: int = 1
     sim_users: int = 20_000
@@ -187,10 +187,10 @@ def load_datasets(s: TTSSettings) -> dict[str, Interactions]:
 def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[str, list[tuple[dict, dict]]]:
     """Every method on every dataset for ``n_seeds`` seeds: ``{label: [(results, extras) per seed]}``.
 
-    Round 1 runs seed ``s.seed`` of each dataset (choosing the thresholds on
-    validation, recording Figure 2's checkpoints and keeping the models);
-    round 2 runs the other seeds with those thresholds. Each round spreads its
-    jobs over ``s.workers`` processes.
+    The first seed of each dataset chooses the thresholds on validation,
+    records Figure 2's checkpoints and keeps its models; as soon as it ends,
+    the dataset's other seeds start with its thresholds. Jobs run in
+    ``s.workers`` processes.
     """
     cfg = train_config(s)
     common = dict(cfg=cfg, methods=METHODS, n_neg_eval=s.n_neg_eval, val_rows=s.val_rows, device=s.device,
@@ -200,14 +200,17 @@ def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[s
         t, t_plus, grid = threshold_plan(s, label)
         first.append(SeedJob(label, data, seed=s.seed, t_star=t, t_star_plus=t_plus, grid=grid,
                              plus_grid=s.plus_grid, checkpoint_rows=s.checkpoint_rows, keep_models=True, **common))
-    out = {job.label: [res] for job, res in zip(first, run_jobs(first, s.workers))}
-    rest = []
-    for label, data in datasets.items():
-        ex = out[label][0][1]
-        rest += [SeedJob(label, data, seed=s.seed + k, t_star=ex["t_star"], t_star_plus=ex["t_star_plus"], **common)
-                 for k in range(1, s.n_seeds)]
-    for job, res in zip(rest, run_jobs(rest, s.workers)):
-        out[job.label].append(res)
+
+    def rest(job: SeedJob, result: tuple) -> list[SeedJob]:
+        if job.seed != s.seed:
+            return []
+        ex = result[1]
+        return [SeedJob(job.label, job.data, seed=s.seed + k, t_star=ex["t_star"], t_star_plus=ex["t_star_plus"],
+                        **common) for k in range(1, s.n_seeds)]
+
+    out: dict[str, list] = {label: [None] * s.n_seeds for label in datasets}
+    for job, result in run_jobs(first, s.workers, then=rest):
+        out[job.label][job.seed - s.seed] = result
     return out
 
 

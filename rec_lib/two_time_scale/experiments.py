@@ -12,6 +12,7 @@ it *is* the CCF baseline, and 2TS, 2TS-Plus start from it.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -377,6 +378,7 @@ class SeedJob:
 def run_job(job: SeedJob) -> tuple[dict[str, MethodResult], dict]:
     """Run one :class:`SeedJob` (seeded from ``job.seed`` alone, so the same numbers in any process)."""
     set_threads(job.threads or None)
+    cpu0 = time.process_time()
     seeds = seed_everything(job.seed)
     d = prepare(job.data, name=job.label)
     results, extras = run_seed(d, job.cfg, seeds, job.t_star, job.t_star_plus, job.grid, job.plus_grid, job.methods,
@@ -387,22 +389,40 @@ def run_job(job: SeedJob) -> tuple[dict[str, MethodResult], dict]:
         extras["models"] = {k: m.cpu() for k, m in extras["models"].items()}
     for r in results.values():
         r.ranks = r.ranks.cpu()
+    extras["cpu_s"] = time.process_time() - cpu0
     return results, extras
 
 
-def run_jobs(jobs: Sequence[SeedJob], workers: int = 1) -> list[tuple[dict[str, MethodResult], dict]]:
+def run_jobs(jobs: Sequence[SeedJob], workers: int = 1,
+             then: Callable[[SeedJob, tuple], Sequence[SeedJob]] | None = None) -> list[tuple[SeedJob, tuple]]:
     """:func:`run_job` over ``jobs``, in ``workers`` processes (``spawn``) when ``workers > 1``.
 
-    Jobs are independent and each is seeded by its own ``seed``, so the
-    results do not depend on ``workers``; on a CPU with two cores, two
-    workers halve the wall time of a chapter's seeds.
+    ``then(job, result)`` may return follow-up jobs (e.g. the other seeds of a
+    dataset, once its first seed has chosen the threshold); they are started as
+    soon as their parent finishes, so the workers stay busy. Returns
+    ``(job, result)`` pairs in completion order. Jobs are seeded by their own
+    ``seed`` only, so the results do not depend on ``workers``.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if workers == 1 or len(jobs) <= 1:
-        return [run_job(j) for j in jobs]
+    done: list[tuple[SeedJob, tuple]] = []
+    if workers == 1:
+        queue = list(jobs)
+        while queue:
+            job = queue.pop(0)
+            done.append((job, run_job(job)))
+            queue += list(then(job, done[-1][1])) if then else []
+        return done
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-        return list(pool.map(run_job, jobs))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        pending = {pool.submit(run_job, j): j for j in jobs}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                job = pending.pop(f)
+                done.append((job, f.result()))
+                for nxt in (then(job, done[-1][1]) if then else []):
+                    pending[pool.submit(run_job, nxt)] = nxt
+    return done

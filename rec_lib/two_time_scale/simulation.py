@@ -182,13 +182,13 @@ def offline_sgd(population_w: np.ndarray, items: np.ndarray, T: np.ndarray, c: f
 
 def simulate_population(
     n_users: int = 20_000,
-    dim: int = 8,
+    dim: int = 4,
     alpha: float = 2.0,
     c: float = 0.1,
     B_x: float = 1.0,
-    B_phi: float = 5.0,
+    B_phi: float = 10.0,
     mean_norm: float = 4.0,
-    spread: float = 3.0,
+    spread: float = 4.0,
     n_catalogue: int = 1000,
     t_max: int = 5000,
     seed: int = 0,
@@ -196,7 +196,8 @@ def simulate_population(
     """Draw a population of Setting (A) and its offline estimates.
 
     ``w_u = w_0 + spread * N(0, I/d)`` with ``||w_0|| = mean_norm``; the catalogue
-    is ``n_catalogue`` uniform directions scaled to ``B_x``.
+    is ``n_catalogue`` uniform directions scaled to ``B_x``. ``B_phi = B_x / c``
+    (the default with ``c = 0.1``) is the a-priori bound on ``||phi*||``.
     """
     theory._check_alpha(alpha)
     if min(n_users, dim, n_catalogue) < 1 or min(c, B_x, B_phi) <= 0 or spread < 0:

@@ -264,10 +264,14 @@ def test_run_jobs_in_processes_matches_in_process(stream):
                                   min_epochs=1)
     jobs = [experiments.SeedJob("s", stream, cfg, seed=k, t_star=5, methods=("CCF", "2TS"), n_neg_eval=10)
             for k in range(2)]
-    here = experiments.run_jobs(jobs, workers=1)
-    there = experiments.run_jobs(jobs, workers=2)
-    for (a, _), (b, _) in zip(here, there):
-        assert torch.equal(a["2TS"].ranks, b["2TS"].ranks)
+    follow = lambda job, result: [experiments.SeedJob("s", stream, cfg, seed=5, t_star=result[1]["t_star"],  # noqa: E731
+                                                      methods=("CCF",), n_neg_eval=10)] if job.seed == 0 else []
+    here = {j.seed: r for j, r in experiments.run_jobs(jobs, workers=1, then=follow)}
+    there = {j.seed: r for j, r in experiments.run_jobs(jobs, workers=2, then=follow)}
+    assert set(here) == set(there) == {0, 1, 5}
+    for k in here:
+        assert torch.equal(here[k][0]["CCF"].ranks, there[k][0]["CCF"].ranks)
+    assert torch.equal(here[1][0]["2TS"].ranks, there[1][0]["2TS"].ranks)
     with pytest.raises(ValueError, match="workers"):
         experiments.run_jobs(jobs, workers=0)
 
