@@ -66,6 +66,7 @@ class TTSSettings(BaseSettings):
     syn_t_star_grid: tuple[int, ...] = (10, 20, 40)
     plus_grid: bool = False
     n_seeds: int = 3
+    test_rows: int = 0  # > 0: rank a random subset of the test interactions (paper scale)
     val_rows: int = 1500
     checkpoint_rows: int = 1000
     workers: int = 2
@@ -91,8 +92,8 @@ class TTSSettings(BaseSettings):
         for name in ("lr", "lr_stage1", "sim_c", "syn_temperature"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be > 0, got {getattr(self, name)}")
-        if self.max_interactions < 0 or self.threads < 0:
-            raise SettingsError("MAX_INTERACTIONS and THREADS must be >= 0 (0: all)")
+        if self.max_interactions < 0 or self.threads < 0 or self.test_rows < 0:
+            raise SettingsError("MAX_INTERACTIONS, TEST_ROWS and THREADS must be >= 0 (0: all)")
         if self.syn_exponent <= 1 or self.sim_alpha <= 1:
             raise SettingsError("SYN_EXPONENT and SIM_ALPHA are power-law exponents and must be > 1")
         if not 0 <= self.syn_long_term <= 1:
@@ -145,7 +146,7 @@ PRESETS = {
     "tutorial": {},
     "paper": dict(dataset="ml-25m", synthetic=False, dim=64, k_last=20, max_len=200, stage1_epochs=20,
                   stage2_epochs=20, baseline_epochs=20, lr_stage1=1e-3, lr=1e-3, batch_size=4096, seq_batch=256,
-                  t_star_grid=(), val_rows=50_000, checkpoint_rows=20_000, workers=1, threads=0,
+                  t_star_grid=(), test_rows=200_000, val_rows=50_000, checkpoint_rows=20_000, workers=1, threads=0,
                   sim_users=200_000, sim_t_max=20_000),
 }
 
@@ -193,8 +194,8 @@ def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[s
     ``s.workers`` processes.
     """
     cfg = train_config(s)
-    common = dict(cfg=cfg, methods=METHODS, n_neg_eval=s.n_neg_eval, val_rows=s.val_rows, device=s.device,
-                  threads=s.threads)
+    common = dict(cfg=cfg, methods=METHODS, n_neg_eval=s.n_neg_eval, val_rows=s.val_rows,
+                  test_rows=s.test_rows or None, device=s.device, threads=s.threads)
     first = []
     for label, data in datasets.items():
         t, t_plus, grid = threshold_plan(s, label)

@@ -258,6 +258,7 @@ def run_seed(
     val_rows: int | None = None,
     checkpoint_rows: int | None = None,
     device: torch.device | str = "cpu",
+    test_rows: int | None = None,
 ) -> tuple[dict[str, MethodResult], dict]:
     """Train and test every method in ``methods`` on ``d`` with one seed.
 
@@ -268,7 +269,8 @@ def run_seed(
     items. ``t_star`` / ``t_star_plus`` fix the thresholds; ``t_star=None``
     chooses 2TS's on validation from ``grid``; 2TS-Plus gets its own choice
     when ``plus_grid`` (else it reuses 2TS's threshold). ``checkpoint_rows``:
-    evaluate every epoch on that many test interactions for Figure 2.
+    evaluate every epoch on that many test interactions for Figure 2;
+    ``test_rows``: rank only a random subset of that many test interactions.
     Returns the results and extras (models, validation tables, thresholds).
     """
     unknown = [m for m in methods if m not in METHODS]
@@ -276,7 +278,7 @@ def run_seed(
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
     if t_star is None and not grid:
         raise ValueError("give t_star or a grid of thresholds to choose it on validation")
-    es_test = eval_set(d, TEST, n_neg_eval, seeds.child(1).rng)
+    es_test = eval_set(d, TEST, n_neg_eval, seeds.child(1).rng, max_rows=test_rows)
     es_val = eval_set(d, VAL, n_neg_eval, seeds.child(3).rng, max_rows=val_rows)
     ck = eval_set(d, TEST, n_neg_eval, seeds.child(2).rng, max_rows=checkpoint_rows) if checkpoint_rows else None
     results: dict[str, MethodResult] = {}
@@ -369,6 +371,7 @@ class SeedJob:
     methods: tuple[str, ...] = METHODS
     n_neg_eval: int = 499
     val_rows: int | None = None
+    test_rows: int | None = None
     checkpoint_rows: int | None = None
     keep_models: bool = False
     device: str = "cpu"
@@ -382,7 +385,8 @@ def run_job(job: SeedJob) -> tuple[dict[str, MethodResult], dict]:
     seeds = seed_everything(job.seed)
     d = prepare(job.data, name=job.label)
     results, extras = run_seed(d, job.cfg, seeds, job.t_star, job.t_star_plus, job.grid, job.plus_grid, job.methods,
-                               job.n_neg_eval, job.val_rows, job.checkpoint_rows, resolve_device(job.device))
+                               job.n_neg_eval, job.val_rows, job.checkpoint_rows, resolve_device(job.device),
+                               test_rows=job.test_rows)
     if not job.keep_models:
         extras.pop("models")
     else:
