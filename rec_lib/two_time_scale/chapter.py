@@ -52,14 +52,14 @@ class TTSSettings(BaseSettings):
     k_last: int = 10
     max_len: int = 50
     stage1_epochs: int = 10
-    stage2_epochs: int = 20
-    baseline_epochs: int = 20
+    stage2_epochs: int = 15
+    baseline_epochs: int = 15
     lr_stage1: float = 5e-3
     lr: float = 2e-2
     batch_size: int = 1024
     seq_batch: int = 128
     patience: int = 3
-    min_epochs: int = 8
+    min_epochs: int = 6
     t_star: int = -1
     t_star_plus: int = -1
     t_star_grid: tuple[int, ...] = (40, 80, 160)

@@ -247,6 +247,9 @@ def test_run_seed_end_to_end_and_determinism(d):
     assert torch.equal(again["2TS"].ranks, res["2TS"].ranks)
     drift = experiments.embedding_drift(ex["models"]["2TS"], d, ex["t_star"], 3, steps=5)
     assert set(drift["group"]) <= {"inactive", "active"} and (drift["drift"] >= 0).all()
+    few, _ = experiments.run_seed(d, cfg, seed_everything(0), t_star=ex["t_star"], n_neg_eval=20,
+                                  methods=("CCF",), test_rows=25)
+    assert len(few["CCF"].ranks) == 25 < len(d.test)  # a random subset of the test interactions
     with pytest.raises(ValueError, match="unknown methods"):
         experiments.run_seed(d, cfg, seed_everything(0), t_star=5, methods=("SASRec",))
     with pytest.raises(ValueError, match="grid"):
