@@ -67,10 +67,17 @@ def _jsonable(x: Any) -> Any:
     raise TypeError(f"cannot store a {type(x).__name__} in the ledger: {x!r}")
 
 
+def _labels(labels: list) -> Any:
+    """Index or column labels of a stored frame; a MultiIndex is stored as a list of lists (its tuples)."""
+    if labels and all(isinstance(v, list) for v in labels):
+        return pd.MultiIndex.from_tuples([tuple(v) for v in labels])
+    return labels
+
+
 def _from_json(x: Any) -> Any:
     if isinstance(x, dict):
         if x.get("__frame__"):
-            return pd.DataFrame(x["data"], index=x["index"], columns=x["columns"])
+            return pd.DataFrame(x["data"], index=_labels(x["index"]), columns=_labels(x["columns"]))
         return {k: _from_json(v) for k, v in x.items()}
     if isinstance(x, list):
         return [_from_json(v) for v in x]

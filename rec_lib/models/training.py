@@ -14,7 +14,7 @@ from torch import nn
 
 from rec_lib.data.sampling import SeenItems, training_negatives
 from rec_lib.data.splits import Sequences
-from rec_lib.models.losses import bce_loss, bpr_loss, mse_loss
+from rec_lib.models.losses import bce_loss, bpr_loss, mse_loss, sampled_softmax_loss
 from rec_lib.utils import Seeds, progress
 
 __all__ = ["minibatches", "fit_pairs", "fit_ratings", "fit_next_item"]
@@ -52,14 +52,16 @@ def fit_pairs(
 ) -> list[float]:
     """Train ``model(users, items) -> scores`` on implicit positives with sampled negatives.
 
-    ``loss="bpr"`` (pairwise, MeLON's BPR-MF) or ``"bce"`` (the log loss with
-    ``n_neg`` negatives per positive: SML eq. 13, NCF). Negatives are drawn
+    ``loss="bpr"`` (pairwise, MeLON's BPR-MF), ``"bce"`` (the log loss with
+    ``n_neg`` negatives per positive: SML eq. 13, NCF) or ``"softmax"`` (the
+    cross-entropy of the positive within its offer set of ``n_neg`` sampled
+    negatives: 2TS eq. 10, CCF). Negatives are drawn
     uniformly among the items the user has not interacted with (``seen``),
     anew each epoch.
     """
-    loss_fn = {"bpr": bpr_loss, "bce": bce_loss}.get(loss)
+    loss_fn = {"bpr": bpr_loss, "bce": bce_loss, "softmax": sampled_softmax_loss}.get(loss)
     if loss_fn is None:
-        raise ValueError(f"loss must be 'bpr' or 'bce', got {loss!r}")
+        raise ValueError(f"loss must be 'bpr', 'bce' or 'softmax', got {loss!r}")
     if len(users) != len(items) or len(users) == 0:
         raise ValueError(f"users and items must be non-empty and of equal length, got {len(users)}, {len(items)}")
     opt = optimizer or _optimizer(model, lr, weight_decay)

@@ -120,3 +120,17 @@ def test_chapter_spec_makes_settings_and_lists_datasets():
     s = spec.make("smoke", epochs=2)
     assert s.epochs == 2 and spec.datasets(s) == ["ml-100k"]
     assert CHAPTER.name == "data_protocols" and CHAPTER.datasets(CHAPTER.make("smoke")) == ["ml-100k"]
+
+
+def test_ledger_roundtrips_multiindex_tables(results_tmp):
+    led = Ledger("multi")
+    cols = pd.MultiIndex.from_tuples([("method", ""), ("d1", "mrr"), ("d2", "mrr")])
+    wide = pd.DataFrame([["A", "0.1 ± 0.0", "0.2 ± 0.0"], ["B", "0.3 ± 0.0", "0.4 ± 0.0"]], columns=cols)
+    rows = pd.DataFrame({"x": [1.0, 2.0]}, index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)]))
+    led.log_table("wide", wide)
+    led.log_table("rows", rows)
+    led.save()
+    back = read_ledger("multi")["tables"]
+    assert back["wide"].columns.tolist() == cols.tolist()
+    assert back["wide"].iloc[:, 0].tolist() == ["A", "B"] and back["wide"][("d2", "mrr")].tolist()[1] == "0.4 ± 0.0"
+    assert back["rows"].index.tolist() == [("a", 1), ("b", 2)] and back["rows"]["x"].tolist() == [1.0, 2.0]

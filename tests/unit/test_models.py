@@ -81,12 +81,13 @@ def stream():
     return data.drifting_stream(n_users=60, n_items=80, dim=4, max_interactions=40, long_term_weight=1.0, seed=0)
 
 
-@pytest.mark.parametrize("loss", ["bpr", "bce"])
-def test_fit_pairs_lowers_loss(stream, loss):
+@pytest.mark.parametrize("loss,n_neg", [("bpr", 1), ("bce", 1), ("softmax", 1), ("softmax", 5)])
+def test_fit_pairs_lowers_loss(stream, loss, n_neg):
     seeds = seed_everything(0)
     m = models.MF(stream.n_users, stream.n_items, 8)
     seen = data.SeenItems.from_interactions(stream)
-    hist = models.fit_pairs(m, stream.users, stream.items, seen, seeds, loss=loss, epochs=8, lr=0.05, batch_size=256)
+    hist = models.fit_pairs(m, stream.users, stream.items, seen, seeds, loss=loss, epochs=8, lr=0.05, batch_size=256,
+                            n_neg=n_neg)
     assert hist[-1] < hist[0]
     with pytest.raises(ValueError, match="loss must be"):
         models.fit_pairs(m, stream.users, stream.items, seen, seeds, loss="hinge")
@@ -101,6 +102,17 @@ def test_fit_ratings_and_next_item_lower_loss(stream):
     g = models.GRU4Rec(stream.n_items, 8, 8)
     hist = models.fit_next_item(g, data.user_sequences(stream), seeds, epochs=4, lr=0.02, batch_size=16)
     assert hist[-1] < hist[0]
+
+
+def test_fit_pairs_softmax_is_the_offer_set_cross_entropy(stream):
+    """The first epoch's loss of an untrained all-zero MF is log(1 + n_neg): a uniform softmax over the offer set."""
+    seeds = seed_everything(0)
+    m = models.MF(stream.n_users, stream.n_items, 4)
+    torch.nn.init.zeros_(m.user.weight), torch.nn.init.zeros_(m.item.weight)
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    hist = models.fit_pairs(m, stream.users, stream.items, data.SeenItems.from_interactions(stream), seeds,
+                            loss="softmax", n_neg=7, epochs=1, optimizer=opt)
+    assert hist[0] == pytest.approx(np.log(8), rel=1e-6)
 
 
 def test_training_is_deterministic(stream):
