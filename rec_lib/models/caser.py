@@ -70,9 +70,12 @@ class Caser(nn.Module):
         parts = []
         if self.conv_v is not None:
             parts.append(self.conv_v(E).flatten(1))  # [B, n_v * d]
-        for conv in self.conv_h:
-            c = F.relu(conv(E).squeeze(3))  # [B, n_h, L - h + 1]
-            parts.append(c.max(dim=2).values)  # max pooling over time
+        rows = E[:, 0]  # [B, L, d]
+        for h, conv in enumerate(self.conv_h, start=1):
+            # the (h x d) convolution as one matmul over the L - h + 1 windows of h rows (same numbers, faster on CPU)
+            win = rows.unfold(1, h, 1).transpose(2, 3).reshape(len(rows), self.L - h + 1, h * self.dim)
+            c = F.relu(win @ conv.weight.reshape(conv.out_channels, -1).T + conv.bias)  # [B, L - h + 1, n_h]
+            parts.append(c.max(dim=1).values)  # max pooling over time
         z = F.relu(self.fc(self.drop(torch.cat(parts, dim=1))))
         return torch.cat([z, self.user(users)], dim=1)
 

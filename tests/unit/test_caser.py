@@ -72,3 +72,14 @@ def test_fit_caser_lowers_loss():
         fit_caser(m, stream.users, windows, stream.items, seen, seeds, loss="hinge")
     with pytest.raises(ValueError, match="equal length"):
         fit_caser(m, stream.users, windows[:3], stream.items, seen, seeds)
+
+
+def test_horizontal_filters_equal_conv2d():
+    """The unfolded matmul of sequence_vector gives what Conv2d over the L x d image gives."""
+    torch.manual_seed(2)
+    m = Caser(3, 7, dim=4, L=4, n_h=3, n_v=0, dropout=0.0).eval()
+    u, w = torch.tensor([0, 2]), torch.tensor([[1, 2, 3, 4], [m.pad, 5, 6, 0]])
+    E = m.item(w).unsqueeze(1)
+    pooled = [F.relu(conv(E).squeeze(3)).max(dim=2).values for conv in m.conv_h]
+    z = F.relu(m.fc(torch.cat(pooled, 1)))
+    assert torch.allclose(m.sequence_vector(u, w)[:, :4], z, atol=1e-6)
