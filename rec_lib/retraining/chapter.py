@@ -27,7 +27,7 @@ class SMLSettings(BaseSettings):
     val_start: int | None = None
     test_start: int | None = None
     # MF and the MF-based baselines
-    dim: int = 32
+    dim: int = 16
     epochs: int = 5
     pretrain_epochs: int = 20
     lr: float = 1e-2
@@ -38,18 +38,18 @@ class SMLSettings(BaseSettings):
     filters: tuple[int, ...] = (10, 5)
     fc: int = 512
     outer_iters: int = 2
-    hat_epochs: int = 2
-    theta_epochs: int = 2
+    hat_epochs: int = 1
+    theta_epochs: int = 1
     lr_hat: float = 1e-2
     lr_theta: float = 1e-3
     l2_theta: float = 0.0
     # sequential baselines
-    gru_hidden: int = 64
-    gru_epochs: int = 3
-    gru_max_len: int = 50
+    gru_hidden: int = 32
+    gru_epochs: int = 2
+    gru_max_len: int = 20
     caser_l: int = 5
-    caser_epochs: int = 5
-    caser_pretrain_epochs: int = 20
+    caser_epochs: int = 2
+    caser_pretrain_epochs: int = 10
     # the synthetic stream (long-term vs drifting interests)
     stream_users: int = 1000
     stream_items: int = 1000
@@ -60,6 +60,7 @@ class SMLSettings(BaseSettings):
     sweep_filters: tuple[int, ...] = (6, 10, 14)
     sweep_layers: tuple[int, ...] = (1, 2, 3)
     benchmark_repeats: int = 3
+    workers: int = 2
 
     def validate(self) -> None:
         super().validate()
@@ -69,7 +70,7 @@ class SMLSettings(BaseSettings):
         for name in ("n_seeds", "n_neg", "dim", "epochs", "pretrain_epochs", "batch_size", "reservoir", "replay", "fc",
                      "outer_iters", "hat_epochs", "theta_epochs", "gru_hidden", "gru_epochs", "gru_max_len", "caser_l",
                      "caser_epochs", "caser_pretrain_epochs", "stream_users", "stream_items", "stream_seeds",
-                     "ablation_seeds", "benchmark_repeats"):
+                     "ablation_seeds", "benchmark_repeats", "workers"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "lr_hat", "lr_theta"):
@@ -132,7 +133,7 @@ PRESETS = {
                   stream_users=200, stream_items=400, stream_weights=(0.9, 0.1), sweep_filters=(6, 10),
                   sweep_layers=(1, 2), benchmark_repeats=1),
     "tutorial": {},
-    "paper": dict(dataset="yelp", n_seeds=3, dim=64, epochs=20, pretrain_epochs=100, batch_size=2048,
+    "paper": dict(dataset="yelp", n_seeds=3, dim=64, gru_max_len=50, workers=1, epochs=20, pretrain_epochs=100, batch_size=2048,
                   reservoir=30000, replay=30000, outer_iters=5, hat_epochs=5, theta_epochs=5, lr_theta=1e-3,
                   gru_hidden=128, gru_epochs=10, caser_epochs=10, caser_pretrain_epochs=50,
                   stream_users=20000, stream_items=5000, stream_seeds=3, ablation_seeds=3,

@@ -115,41 +115,83 @@ class Comparison:
         return list(dict.fromkeys(m for m, _ in self.results))
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One unit of work: some strategies of one seed (``SML`` and ``SML-S`` share one job)."""
+
+    stream: PeriodStream
+    settings: SMLSettings
+    names: tuple[str, ...]
+    seed: int
+    init: object
+    device: str
+    keep: tuple[str, ...]
+    sml_over: dict
+    threads: int
+
+
+def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
+    """Run one job; every random source is seeded from ``(seed, strategy)``, so where (in which
+    process) and in which order jobs run does not change any number."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    stream, settings, p, out = job.stream, job.settings, job.stream.protocol, []
+    first = job.names[0]
+    seeds = seed_everything(job.seed).child(_SEED_OFFSET.get(first, 10))  # every SML variant draws the same numbers
+    torch.manual_seed(seeds.seed)  # module initialisations use the global generator
+    strat = make_strategy(first, stream, settings, seeds, job.device, job.init, **job.sml_over)
+    if job.names == ("SML", "SML-S"):
+        head = run_strategy(strat, stream, job.seed, settings.n_neg, stop=p.val_start, desc="SML")
+        fork = copy.deepcopy(strat)
+        fork.name = "SML-S"
+        pairs = (("SML", strat), ("SML-S", fork))
+        for label, s in pairs:
+            tail = run_strategy(s, stream, job.seed, settings.n_neg, start=p.val_start, desc=label)
+            tail.seconds, tail.name = {**head.seconds, **tail.seconds}, label
+            out.append(((label, job.seed), tail, s if label in job.keep else None))
+        return out
+    res = run_strategy(strat, stream, job.seed, settings.n_neg, desc=first)
+    return [((first, job.seed), res, strat if first in job.keep else None)]
+
+
+def _map(fn, jobs: list, workers: int) -> list:
+    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes when ``workers > 1``."""
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(fn, jobs))
+    return [fn(j) for j in jobs]
+
+
 def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
-                   device="cpu", keep: Sequence[str] = (), **sml_over) -> Comparison:
-    """Run ``methods`` on ``stream`` for each seed, all MF methods from one initial model per seed.
+                   device="cpu", keep: Sequence[str] = (), workers: int = 1, **sml_over) -> Comparison:
+    """Run ``methods`` on ``stream`` for each seed; all MF methods of a seed start from one initial model.
 
     ``SML-S`` is forked from ``SML`` at the first validation period (they
     are the same until serving starts), so asking for both costs one run.
-    ``keep`` names the strategies whose final state is kept (for Figure 7 and
-    the timing benchmark).
+    ``keep`` names the strategies whose final state is kept (Figure 7, the
+    timing benchmark). ``workers > 1`` runs the (strategy, seed) jobs in that
+    many processes with one torch thread each; the numbers do not depend on it.
     """
-    results, kept = {}, {}
     p = stream.protocol
+    groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods
+              if not (m == "SML-S" and "SML" in methods)]
+    jobs = []
     for seed in seeds:
-        base = seed_everything(seed)
-        init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), base.child(0), device)
-        todo = list(methods)
-        for name in todo:
-            if name == "SML-S" and "SML" in todo:
-                continue
-            seeds_m = base.child(_SEED_OFFSET.get(name, 10))  # every SML variant draws the same numbers
-            strat = make_strategy(name, stream, settings, seeds_m, device, init, **sml_over)
-            if name == "SML" and "SML-S" in todo:
-                head = run_strategy(strat, stream, seed, settings.n_neg, stop=p.val_start, desc=name)
-                fork = copy.deepcopy(strat)
-                fork.name = "SML-S"
-                for label, s in (("SML", strat), ("SML-S", fork)):
-                    tail = run_strategy(s, stream, seed, settings.n_neg, start=p.val_start, desc=label)
-                    tail.seconds = {**head.seconds, **tail.seconds}
-                    tail.name = label
-                    results[(label, seed)] = tail
-                    if label in keep:
-                        kept[(label, seed)] = s
-                continue
-            results[(name, seed)] = run_strategy(strat, stream, seed, settings.n_neg, desc=name)
-            if name in keep:
-                kept[(name, seed)] = strat
+        init_seeds = seed_everything(seed).child(0)
+        torch.manual_seed(init_seeds.seed)
+        init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), init_seeds, device)
+        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0)
+                 for g in groups]
+    done = _map(_run_job, jobs, workers)
+    results, kept = {}, {}
+    for out in done:
+        for key, res, strat in out:
+            results[key] = res
+            if strat is not None:
+                kept[key] = strat
     order = {m: k for k, m in enumerate(methods)}
     results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])))
     return Comparison(stream, results, kept)
@@ -220,15 +262,35 @@ def filter_reading(transfer_net) -> dict[str, float]:
             "mean_prev": float(F1[:, 0].mean()), "mean_hat": float(F1[:, 1].mean()), "mean_dot": float(F1[:, 2].mean())}
 
 
-def sweep_transfer(stream: PeriodStream, settings: SMLSettings, seeds: Sequence[int], device="cpu") -> pd.DataFrame:
+def sweep_transfer(stream: PeriodStream, settings: SMLSettings, seeds: Sequence[int], device="cpu", workers: int = 1,
+                   reuse: Comparison | None = None) -> pd.DataFrame:
     """Figure 5: SML with one conv layer of ``n`` filters (``sweep_filters``) and with ``L`` conv layers
-    (10 filters, then 5 per extra layer; ``sweep_layers``). One row per run, test metrics."""
-    rows = []
+    (10 filters, then 5 per extra layer; ``sweep_layers``). One row per run, test metrics.
+
+    A configuration equal to ``settings.filters`` is read from ``reuse`` (a
+    comparison that already ran SML with the same seeds) instead of rerun.
+    """
     configs = [("filters", n, (n,)) for n in settings.sweep_filters]
     configs += [("layers", L, (10,) + (5,) * (L - 1)) for L in settings.sweep_layers]
     done: dict[tuple[int, ...], pd.DataFrame] = {}
-    for kind, value, filters in configs:
-        if filters not in done:
-            done[filters] = run_comparison(stream, settings, ["SML"], seeds, device, filters=filters).runs()
-        rows.append(done[filters].assign(sweep=kind, value=value))
+    if reuse is not None:
+        runs = reuse.runs()
+        runs = runs[(runs["method"] == "SML") & runs["seed"].isin(list(seeds))]
+        if len(runs) == len(seeds):
+            done[tuple(settings.filters)] = runs
+    todo = [f for f in dict.fromkeys(f for _, _, f in configs) if f not in done]
+    jobs = [(f, _Job(stream, settings, ("SML",), seed, None, str(device), (), {"filters": f}, 1 if workers > 1 else 0))
+            for f in todo for seed in seeds]
+    inits = {}
+    for seed in seeds:
+        init_seeds = seed_everything(seed).child(0)
+        torch.manual_seed(init_seeds.seed)
+        inits[seed] = pretrain_mf(History(stream, stream.protocol.init_end - 1), settings.mf_config(), init_seeds, device)
+    jobs = [(f, replace(j, init=inits[j.seed])) for f, j in jobs]
+    outs = _map(_run_job, [j for _, j in jobs], workers)
+    for (f, _), out in zip(jobs, outs):
+        (key, res, _), = out
+        row = pd.DataFrame([{"method": "SML", "seed": key[1], **res.average(stream.test_periods)}])
+        done[f] = pd.concat([done.get(f), row], ignore_index=True) if f in done else row
+    rows = [done[f].assign(sweep=kind, value=value) for kind, value, f in configs]
     return pd.concat(rows, ignore_index=True)

@@ -139,6 +139,9 @@ class PeriodStream:
                          "new items": float(np.mean(first_i[i] == t))})
         return pd.DataFrame(rows).set_index("period")
 
+    def __getstate__(self) -> dict:  # caches stay behind when a stream is sent to a worker process
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
     def candidates(self, t: int, seed: int, n_neg: int = 999, cache_bytes: int = 1 << 28) -> torch.Tensor:
         """``[len(D_t), 1 + n_neg]`` test candidates of period ``t``: the positive, then ``n_neg`` sampled negatives.
 
@@ -314,13 +317,13 @@ class RunResult:
 
 
 @torch.no_grad()
-def _period_ranks(strategy, stream: PeriodStream, t: int, seed: int, n_neg: int, batch_size: int = 2048) -> np.ndarray:
+def _period_ranks(strategy, stream: PeriodStream, t: int, seed: int, n_neg: int, batch_size: int = 512) -> np.ndarray:
     users, items = stream.arrays(t)
     cands = stream.candidates(t, seed, n_neg)
     rows = np.arange(*stream.rows(t).indices(len(stream.data)))
     out = []
     for s in range(0, len(users), batch_size):
-        scores = strategy.score(torch.as_tensor(users[s : s + batch_size]), torch.as_tensor(rows[s : s + batch_size]),
+        scores = strategy.score(torch.tensor(users[s : s + batch_size]), torch.as_tensor(rows[s : s + batch_size]),
                                 cands[s : s + batch_size])
         out.append(rank_against_candidates(scores.float().cpu()))
     return torch.cat(out).numpy().astype(np.int32)

@@ -98,8 +98,9 @@ class SeqConfig:
     caser_dropout: float = 0.5
     caser_epochs: int = 5
     caser_pretrain_epochs: int = 20
-    caser_lr: float = 1e-3
-    batch_size: int = 256
+    caser_lr: float = 3e-3
+    gru_batch: int = 256
+    caser_batch: int = 1024
 
 
 def pretrain_mf(history: History, cfg: MFConfig, seeds: Seeds, device: torch.device | str = "cpu") -> MF:
@@ -288,7 +289,7 @@ class GRU4RecRetrain(_Sequential):
     def _fit(self, history: History) -> None:
         seqs = user_sequences(history.interactions())
         fit_next_item(self.model, seqs, self.seeds, max_len=self.cfg.gru_max_len, epochs=self.cfg.gru_epochs,
-                      batch_size=self.cfg.batch_size, lr=self.cfg.gru_lr, loss=self.cfg.gru_loss, device=self.device,
+                      batch_size=self.cfg.gru_batch, lr=self.cfg.gru_lr, loss=self.cfg.gru_loss, device=self.device,
                       desc=self.name)
         self.model.eval()
 
@@ -327,7 +328,7 @@ class CaserFineTune(_Sequential):
     def _fit(self, history: History, rows: np.ndarray, epochs: int) -> None:
         users, items = history.stream.data.users[rows], history.stream.data.items[rows]
         fit_caser(self.model, users, self.windows[rows].numpy(), items, history.seen, self.seeds, epochs=epochs,
-                  batch_size=self.cfg.batch_size, lr=self.cfg.caser_lr, device=self.device, desc=self.name)
+                  batch_size=self.cfg.caser_batch, lr=self.cfg.caser_lr, device=self.device, desc=self.name)
 
     def pretrain(self, history: History) -> None:
         self._fit(history, history.rows_upto(), self.cfg.caser_pretrain_epochs)
