@@ -52,7 +52,8 @@ class PeriodProtocol:
     train the initial model, ``[init_end, val_start)`` are SML's sequential
     training periods, ``[val_start, test_start)`` validation and
     ``[test_start, T]`` test. ``min_user``/``min_item`` filter inactive users
-    and unpopular items first (Yelp: 10 and 20).
+    and unpopular items first (Yelp: 10 and 20). ``tz`` is the wall-clock
+    time zone of the day parts (Adressa: Trondheim, ``Europe/Oslo``).
     """
 
     scheme: str = "count"
@@ -63,6 +64,7 @@ class PeriodProtocol:
     day_parts: tuple[int, ...] = (0, 10, 17)
     min_user: int = 1
     min_item: int = 1
+    tz: str = "UTC"
 
     def validate(self, n_periods: int | None = None) -> None:
         n = n_periods or self.n_periods
@@ -77,7 +79,7 @@ class PeriodProtocol:
 # The paper's protocols (§4.1.1, §4.1.3) and ours for MovieLens-100K and the synthetic stream.
 PROTOCOLS: dict[str, PeriodProtocol] = {
     "yelp": PeriodProtocol("count", 40, init_end=10, val_start=30, test_start=33, min_user=10, min_item=20),
-    "adressa": PeriodProtocol("dayparts", 63, init_end=20, val_start=48, test_start=53),
+    "adressa": PeriodProtocol("dayparts", 63, init_end=20, val_start=48, test_start=53, tz="Europe/Oslo"),
     "ml-100k": PeriodProtocol("count", 30, init_end=10, val_start=20, test_start=23),
     "synthetic": PeriodProtocol("count", 30, init_end=10, val_start=20, test_start=23),
 }
@@ -178,7 +180,7 @@ class PeriodStream:
         return first_u, first_i
 
 
-def make_stream(data: Interactions, protocol: PeriodProtocol, tz: str = "UTC") -> PeriodStream:
+def make_stream(data: Interactions, protocol: PeriodProtocol) -> PeriodStream:
     """Filter (``min_user``/``min_item``), make implicit and cut into periods by ``protocol``.
 
     ``dayparts`` periods are numbered in time order over the calendar
@@ -191,7 +193,7 @@ def make_stream(data: Interactions, protocol: PeriodProtocol, tz: str = "UTC") -
     if protocol.scheme == "count":
         period = assign_periods(data, protocol.n_periods)
     else:
-        period = calendar_periods(data, day_parts=protocol.day_parts, tz=tz)
+        period = calendar_periods(data, day_parts=protocol.day_parts, tz=protocol.tz)
     n = int(period.max()) + 1
     protocol.validate(n)
     if np.any(np.diff(period) < 0):
@@ -276,7 +278,8 @@ def previous_items(data: Interactions, L: int, pad: int) -> np.ndarray:
     u_sorted = users[order]
     starts = np.r_[0, np.flatnonzero(np.diff(u_sorted)) + 1]
     pos = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    out_sorted = np.full((len(order), L), pad, dtype=np.int64)
+    dtype = np.int32 if max(pad, data.n_items) < 2**31 else np.int64  # windows of a large log are big
+    out_sorted = np.full((len(order), L), pad, dtype=dtype)
     for lag in range(1, L + 1):  # positions in the window, vectorised over rows
         ok = pos >= lag
         src = np.flatnonzero(ok) - lag

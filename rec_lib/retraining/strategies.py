@@ -297,7 +297,7 @@ class GRU4RecRetrain(_Sequential):
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
-        win = self.windows[rows]  # [B, L] left-padded, oldest first
+        win = self.windows[rows].long()  # [B, L] left-padded, oldest first
         pad, L = self.model.pad, win.shape[1]
         lengths = (win != pad).sum(1)
         shift = (L - lengths)[:, None]
@@ -339,4 +339,4 @@ class CaserFineTune(_Sequential):
     @torch.no_grad()
     def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         self.model.eval()
-        return self.model(users.to(self.device), self.windows[rows].to(self.device), cands.to(self.device))
+        return self.model(users.to(self.device), self.windows[rows].long().to(self.device), cands.to(self.device))

@@ -27,7 +27,7 @@ only the rows a mini-batch touches go through the transfer.
 from __future__ import annotations
 
 import contextlib
-import math
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -50,6 +50,7 @@ __all__ = [
     "step1_learn_hat",
     "step2_learn_transfer",
     "apply_transfer",
+    "meta_gradients",
     "block_batches",
     "SMLUpdater",
     "SML_VARIANTS",
@@ -275,6 +276,33 @@ def apply_transfer(transfer: SMLTransfer, task: SMLTask, chunk: int = 1 << 16) -
         prev, hat = task.prev[g], task.hat[g].detach()
         out[g] = torch.cat([transfer(g, prev[s : s + chunk], hat[s : s + chunk]) for s in range(0, len(prev), chunk)])
     return out
+
+
+def meta_gradients(transfer: SMLTransfer, task: SMLTask, batch_t: Batch, batch_next: Batch, step: float = 1e-2,
+                   loss: str | LossFn = "bce") -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient of ``L_s`` w.r.t. ``Theta`` after one gradient step of step 1: exact and first-order.
+
+    One step ``W_hat' = W_hat - lr * dL_r(W_hat | D_t)/dW_hat`` makes
+    ``W_hat'`` a function of ``Theta``; ``lr`` is set (as a constant) so
+    that the largest entry moves by ``step``, the size of one Adam step of
+    learning rate ``step``. The *exact* gradient of
+    ``L_0(f_Theta(W_{t-1}, W_hat') | D_{t+1})`` follows that dependence
+    (second-order terms); the *first-order* one (eq. 11, first-order MAML)
+    treats ``W_hat'`` as a constant. Returns both, flattened, to check the
+    paper's claim that the dropped terms matter little.
+    """
+    fn = _loss_fn(loss)
+    params = [p for p in transfer.parameters()]
+    groups = list(task.hat.keys())
+    pos, neg = transfer_scores(transfer, task, *batch_t)
+    grads = torch.autograd.grad(fn(pos, neg), [task.hat[g] for g in groups], create_graph=True)
+    largest = max(float(g.detach().abs().max()) for g in grads)
+    lr = step / largest if largest > 0 else 0.0
+    stepped = types.SimpleNamespace(prev=task.prev, hat={g: task.hat[g] - lr * gr for g, gr in zip(groups, grads)})
+    exact = torch.autograd.grad(fn(*transfer_scores(transfer, stepped, *batch_next)), params)
+    frozen = types.SimpleNamespace(prev=task.prev, hat={g: w.detach() for g, w in stepped.hat.items()})
+    first = torch.autograd.grad(fn(*transfer_scores(transfer, frozen, *batch_next)), params)
+    return torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten() for g in first])
 
 
 def block_batches(users: np.ndarray, items: np.ndarray, seen: SeenItems, seeds: Seeds, epochs: int = 1,

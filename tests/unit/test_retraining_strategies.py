@@ -160,6 +160,13 @@ def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
     pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
 
 
+@pytest.mark.slow
+def test_run_comparison_in_worker_processes_gives_the_same_numbers(stream, settings):
+    a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
+    c = run_comparison(stream, settings, ["Fine-tune", "SML"], [0], workers=2).runs().set_index("method")
+    pd.testing.assert_frame_equal(a, c)
+
+
 def test_filter_reading_by_hand():
     net = TransferCNN(2, filters=(2,), fc=None)
     with torch.no_grad():

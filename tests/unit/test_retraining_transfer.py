@@ -14,6 +14,7 @@ from rec_lib.retraining import (
     TransferCNN,
     apply_transfer,
     block_batches,
+    meta_gradients,
     step1_learn_hat,
     step2_learn_transfer,
     transfer_scores,
@@ -229,3 +230,16 @@ def test_updater_rejects_bad_input(stream):
     upd = SMLUpdater(P0, Q0, seen, seed_everything(0), fc=8)
     with pytest.raises(ValueError, match="non-zero"):
         upd.update(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+
+
+def test_meta_gradients_first_order_is_exact_without_a_step():
+    transfer, task, batches = _setup()
+    exact, first = meta_gradients(transfer, task, batches[0], batches[1], step=0.0)
+    assert exact.shape == first.shape == (sum(p.numel() for p in transfer.parameters()),)
+    assert torch.allclose(exact, first, atol=1e-6)  # W_hat' = W_hat does not depend on Theta
+    gaps = []
+    for step in (0.01, 0.1, 1.0):  # the second-order terms appear with a step, and grow with it
+        exact, first = meta_gradients(transfer, task, batches[0], batches[1], step=step)
+        gaps.append(float((exact - first).norm() / exact.norm()))
+    assert 0 < gaps[0] < gaps[1] < gaps[2]
+    assert all(torch.equal(task.hat[g], task.prev[g]) for g in task.hat)  # nothing was updated
