@@ -134,9 +134,9 @@ PRESETS = {
                   sweep_layers=(1, 2), benchmark_repeats=1, workers=1),
     "tutorial": {},
     "paper": dict(dataset="yelp", n_seeds=3, dim=64, gru_max_len=50, workers=1, epochs=20, pretrain_epochs=100, batch_size=2048,
-                  reservoir=30000, replay=30000, outer_iters=5, hat_epochs=5, theta_epochs=5, lr_theta=1e-3,
+                  reservoir=30000, replay=15000, outer_iters=5, hat_epochs=5, theta_epochs=5, lr_theta=1e-3,
                   gru_hidden=128, gru_epochs=10, caser_epochs=10, caser_pretrain_epochs=50,
-                  stream_users=20000, stream_items=5000, stream_seeds=3, ablation_seeds=3,
+                  stream_users=10000, stream_items=3000, stream_seeds=3, ablation_seeds=3,
                   sweep_filters=(6, 8, 10, 12, 14), sweep_layers=(1, 2, 3, 4), benchmark_repeats=5),
 }
 

@@ -11,6 +11,7 @@ from rec_lib.models.losses import bce_loss
 from rec_lib.retraining import History, PeriodProtocol, Reservoir, make_stream, previous_items
 from rec_lib.retraining.chapter import CHAPTER, PRESETS
 from rec_lib.retraining.experiments import (
+    benchmark_retraining,
     by_interaction_type,
     filter_reading,
     make_strategy,
@@ -152,6 +153,19 @@ def test_comparison_tables(stream, settings):
     reading = filter_reading(comp.strategies[("SML", 0)].updater.transfer.nets["item"])
     assert set(reading) >= {"hat_vs_prev", "opposite_sign"}
     assert comp.seconds()["seconds"].ge(0).all()
+
+
+def test_benchmark_retraining_times_each_kept_strategy(stream, settings):
+    methods = ["Full-retrain", "SML", "Fine-tune", "SML-S"]
+    comp = run_comparison(stream, settings, methods, [0], keep=methods)
+    ft_before = comp.strategies[("Fine-tune", 0)].model.user.weight.detach().clone()
+    sml_before = comp.strategies[("SML", 0)].updater.P.clone()
+    table = benchmark_retraining(comp, 0, [3, 7], repeats=1)
+    assert len(table) == 8 and set(table["method"]) == set(methods) and (table["median_s"] > 0).all()
+    assert table.loc[table["method"] == "Full-retrain", "speedup"].eq(1.0).all()
+    # copies were timed: the kept states are untouched
+    assert torch.equal(comp.strategies[("Fine-tune", 0)].model.user.weight, ft_before)
+    assert torch.equal(comp.strategies[("SML", 0)].updater.P, sml_before)
 
 
 def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
