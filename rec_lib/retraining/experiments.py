@@ -173,7 +173,9 @@ def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequenc
     are the same until serving starts), so asking for both costs one run.
     ``keep`` names the strategies whose final state is kept (Figure 7, the
     timing benchmark). ``workers > 1`` runs the (strategy, seed) jobs in that
-    many processes with one torch thread each; the numbers do not depend on it.
+    many processes with one torch thread each: the numbers are those of
+    ``workers=1`` in a process running one torch thread (with more threads,
+    float sums are split differently and the last digits can differ).
     """
     p = stream.protocol
     groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods

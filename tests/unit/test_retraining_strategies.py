@@ -176,7 +176,13 @@ def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
 
 @pytest.mark.slow
 def test_run_comparison_in_worker_processes_gives_the_same_numbers(stream, settings):
-    a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
+    # workers run one torch thread each; the sequential run must too (float sums split by threads round differently)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
+    finally:
+        torch.set_num_threads(threads)
     c = run_comparison(stream, settings, ["Fine-tune", "SML"], [0], workers=2).runs().set_index("method")
     pd.testing.assert_frame_equal(a, c)
 
