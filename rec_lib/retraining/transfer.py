@@ -37,7 +37,7 @@ from torch import nn
 
 from rec_lib.data.sampling import SeenItems
 from rec_lib.models.losses import bce_loss, bpr_loss
-from rec_lib.models.training import pair_batches
+from rec_lib.models.training import minibatches, pair_batches
 from rec_lib.utils import Seeds
 
 __all__ = [
@@ -305,17 +305,31 @@ def meta_gradients(transfer: SMLTransfer, task: SMLTask, batch_t: Batch, batch_n
     return torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten() for g in first])
 
 
-def block_batches(users: np.ndarray, items: np.ndarray, seen: SeenItems, seeds: Seeds, epochs: int = 1,
-                  batch_size: int = 1024, n_neg: int = 1, device: torch.device | str = "cpu") -> Iterator[Batch]:
+def block_batches(users: np.ndarray, items: np.ndarray, seen: SeenItems | None, seeds: Seeds, epochs: int = 1,
+                  batch_size: int = 1024, n_neg: int = 1, device: torch.device | str = "cpu",
+                  negatives: np.ndarray | torch.Tensor | None = None) -> Iterator[Batch]:
     """``epochs`` passes over a block of positives as ``(users, positives, negatives)`` mini-batches.
 
     Negatives (``[B, n_neg]``) are drawn anew each pass among the items the
-    user never interacted with (``seen``), by :func:`rec_lib.models.pair_batches`.
+    user never interacted with (``seen``), by :func:`rec_lib.models.pair_batches`;
+    or, when ``negatives`` (``[N]`` or ``[N, n]``, one row per positive) is
+    given, those are used in every pass (an online stream that drew them
+    already) and ``seen`` is not needed. Mini-batches are shuffled with
+    ``seeds.torch_gen`` either way.
     """
     if len(users) != len(items):
         raise ValueError(f"users and items must have equal length, got {len(users)}, {len(items)}")
     u_all = torch.tensor(np.asarray(users), dtype=torch.long)
     i_all = torch.tensor(np.asarray(items), dtype=torch.long)
+    if negatives is not None:
+        neg_all = torch.as_tensor(np.asarray(negatives), dtype=torch.long)
+        neg_all = neg_all.reshape(len(u_all), -1)
+        for _ in range(epochs):
+            for b in minibatches(len(u_all), batch_size, seeds.torch_gen):
+                yield u_all[b].to(device), i_all[b].to(device), neg_all[b].to(device)
+        return
+    if seen is None:
+        raise ValueError("block_batches needs `seen` to sample negatives, or the block's `negatives`")
     for _ in range(epochs):
         for b, neg in pair_batches(u_all.numpy(), seen, seeds, batch_size, n_neg):
             yield u_all[b].to(device), i_all[b].to(device), neg.to(device)
@@ -348,12 +362,15 @@ class SMLUpdater:
     and ``"SML-FC"`` are set by ``filters=()`` and ``fc=None``.
 
     ``loss`` is ``"bce"`` (SML's log loss, eq. 13) or ``"bpr"`` (BPR-MF).
+    ``seen`` samples the negatives of each block; it may be ``None`` when
+    every block comes with its own (``update(users, items, negatives)``, as
+    the mini-batches of an online stream do).
     ``hat_epochs`` / ``theta_epochs`` are the passes over the block in each
     step-1 / step-2 call. Timings and losses of each call are kept in
     :attr:`log`.
     """
 
-    def __init__(self, P0: torch.Tensor, Q0: torch.Tensor, seen: SeenItems, seeds: Seeds, *,
+    def __init__(self, P0: torch.Tensor, Q0: torch.Tensor, seen: SeenItems | None, seeds: Seeds, *,
                  filters: Sequence[int] = (10, 5), fc: int | None = 512, variant: str = "SML", loss: str = "bce",
                  lr_hat: float = 1e-2, lr_theta: float = 1e-3, l2_hat: float = 0.0, l2_theta: float = 0.0,
                  outer_iters: int = 2, hat_epochs: int = 1, theta_epochs: int = 1, batch_size: int = 1024,
@@ -362,7 +379,7 @@ class SMLUpdater:
             raise ValueError(f"variant must be one of {SML_VARIANTS}, got {variant!r}")
         if P0.ndim != 2 or Q0.ndim != 2 or P0.shape[1] != Q0.shape[1]:
             raise ValueError(f"P0 [n_users, d] and Q0 [n_items, d] expected, got {tuple(P0.shape)}, {tuple(Q0.shape)}")
-        if (P0.shape[0], Q0.shape[0]) != (seen.n_users, seen.n_items):
+        if seen is not None and (P0.shape[0], Q0.shape[0]) != (seen.n_users, seen.n_items):
             raise ValueError(f"P0/Q0 have {P0.shape[0]} users / {Q0.shape[0]} items but seen has {seen.n_users} / {seen.n_items}")
         for name, v in {"outer_iters": outer_iters, "hat_epochs": hat_epochs, "theta_epochs": theta_epochs,
                         "batch_size": batch_size, "n_neg": n_neg}.items():
@@ -379,7 +396,7 @@ class SMLUpdater:
         self.theta_optimizer = torch.optim.Adam(self.transfer.parameters(), lr=lr_theta, weight_decay=l2_theta)
         self.W = {"user": P0.detach().to(self.device).clone(), "item": Q0.detach().to(self.device).clone()}
         self.task: SMLTask | None = None
-        self.block: tuple[np.ndarray, np.ndarray] | None = None
+        self.block: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self.update_transfer = True
         self.log: list[dict] = []
 
@@ -406,8 +423,10 @@ class SMLUpdater:
         self.update_transfer = False
 
     # --------------------------------------------------------------- training
-    def _batches(self, block: tuple[np.ndarray, np.ndarray], epochs: int) -> Iterator[Batch]:
-        return block_batches(*block, self.seen, self.seeds, epochs, self.batch_size, self.n_neg, self.device)
+    def _batches(self, block: tuple[np.ndarray, np.ndarray, np.ndarray | None], epochs: int) -> Iterator[Batch]:
+        users, items, negatives = block
+        return block_batches(users, items, self.seen, self.seeds, epochs, self.batch_size, self.n_neg, self.device,
+                             negatives=negatives)
 
     def _step1(self, block) -> float:
         return step1_learn_hat(self.transfer, self.task, self._batches(block, self.hat_epochs), self.lr_hat,
@@ -417,11 +436,20 @@ class SMLUpdater:
         return step2_learn_transfer(self.transfer, self.task, self._batches(block, self.theta_epochs),
                                     self.theta_optimizer, self.loss)
 
-    def update(self, users: np.ndarray, items: np.ndarray) -> None:
-        """A new block ``D_{t+1}`` arrived (and was served by the current model): retrain (class docstring)."""
-        new = (np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+    def update(self, users: np.ndarray, items: np.ndarray, negatives: np.ndarray | None = None) -> None:
+        """A new block ``D_{t+1}`` arrived (and was served by the current model): retrain (class docstring).
+
+        ``negatives`` (``[N]`` or ``[N, n]``): the block's own negatives, used
+        in every pass over it; by default they are sampled with ``seen``.
+        """
+        neg = None if negatives is None else np.asarray(negatives, dtype=np.int64)
+        new = (np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64), neg)
         if len(new[0]) == 0 or len(new[0]) != len(new[1]):
             raise ValueError(f"a block needs equal, non-zero numbers of users and items, got {len(new[0])}, {len(new[1])}")
+        if neg is None and self.seen is None:
+            raise ValueError("this SMLUpdater has no `seen` to sample negatives: pass the block's negatives")
+        if neg is not None and len(neg) != len(new[0]):
+            raise ValueError(f"negatives need one row per positive, got {len(neg)} for {len(new[0])}")
         entry: dict = {"block": len(self.log), "size": len(new[0])}
         if self.task is not None and self.update_transfer:
             step2_block = self.block if self.variant == "SML-N" else new

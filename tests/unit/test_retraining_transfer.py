@@ -170,6 +170,39 @@ def test_block_batches_cover_each_epoch(stream):
         list(block_batches(stream.users[:5], stream.items[:4], seen, seed_everything(0)))
 
 
+def test_block_batches_with_given_negatives(stream):
+    u, i = stream.users[:50], stream.items[:50]
+    neg = (i + 1) % stream.n_items
+    out = list(block_batches(u, i, None, seed_everything(0), epochs=2, batch_size=16, negatives=neg))
+    assert sum(len(b) for b, _, _ in out) == 100
+    for users, pos, j in out:  # each positive keeps its own negative, in every pass
+        assert j.shape == (len(users), 1) and torch.equal(j[:, 0], (pos + 1) % stream.n_items)
+    with pytest.raises(ValueError, match="seen"):
+        list(block_batches(u, i, None, seed_everything(0)))
+
+
+def test_updater_uses_the_blocks_own_negatives(stream):
+    """With negatives given, no `seen` is needed and the result differs from sampled negatives only by them."""
+    torch.manual_seed(0)
+    P0, Q0 = 0.1 * torch.randn(stream.n_users, 4), 0.1 * torch.randn(stream.n_items, 4)
+    blocks = np.array_split(np.arange(len(stream)), 3)
+    negs = [np.random.default_rng(k).integers(0, stream.n_items, len(b)) for k, b in enumerate(blocks)]
+
+    def run():
+        torch.manual_seed(1)
+        upd = SMLUpdater(P0, Q0, None, seed_everything(0), filters=(3, 2), fc=8, loss="bpr", batch_size=64)
+        for b, n in zip(blocks, negs):
+            upd.update(stream.users[b], stream.items[b], n)
+        return upd
+
+    a, b = run(), run()
+    assert torch.equal(a.P, b.P) and torch.equal(a.Q, b.Q) and len(a.log) == 3 and "step2" in a.log[1]
+    with pytest.raises(ValueError, match="negatives"):
+        a.update(stream.users[:5], stream.items[:5])
+    with pytest.raises(ValueError, match="one row per positive"):
+        a.update(stream.users[:5], stream.items[:5], negs[0][:4])
+
+
 def _updater(stream, variant="SML", seed=0):
     seen = data.SeenItems.from_interactions(stream)
     torch.manual_seed(seed)
