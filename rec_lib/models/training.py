@@ -17,7 +17,7 @@ from rec_lib.data.splits import Sequences
 from rec_lib.models.losses import bce_loss, bpr_loss, mse_loss, sampled_softmax_loss
 from rec_lib.utils import Seeds, progress
 
-__all__ = ["minibatches", "fit_pairs", "fit_ratings", "fit_next_item"]
+__all__ = ["minibatches", "pair_batches", "fit_pairs", "fit_ratings", "fit_next_item"]
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True) -> Iterator[torch.Tensor]:
@@ -26,6 +26,29 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator | None = Non
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     yield from order.split(batch_size)
+
+
+def pair_batches(
+    users: np.ndarray,
+    seen: SeenItems,
+    seeds: Seeds,
+    batch_size: int = 1024,
+    n_neg: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of shuffled mini-batches over implicit positives, with sampled negatives.
+
+    Draws ``n_neg`` negatives per row (items user ``users[r]`` never
+    interacted with, by ``seen``) from ``seeds.rng``, then yields ``(b, neg)``
+    per mini-batch: ``b`` the row indices (shuffled with ``seeds.torch_gen``)
+    and ``neg`` ``[len(b), n_neg]``. The loop of :func:`fit_pairs`, exposed so
+    that other training schemes (SML's two steps, Caser's windows) draw their
+    batches the same way.
+    """
+    if len(users) == 0:
+        raise ValueError("pair_batches needs at least one positive")
+    neg = torch.as_tensor(training_negatives(np.asarray(users), seen, seeds.rng, k=n_neg)).reshape(len(users), n_neg)
+    for b in minibatches(len(users), batch_size, seeds.torch_gen):
+        yield b, neg[b]
 
 
 def _optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -70,10 +93,9 @@ def fit_pairs(
     history = []
     model.train()
     for _ in progress(range(epochs), desc=desc):
-        neg = torch.as_tensor(training_negatives(u_all.numpy(), seen, seeds.rng, k=n_neg)).reshape(len(u_all), n_neg)
         total = 0.0
-        for b in minibatches(len(u_all), batch_size, seeds.torch_gen):
-            u, i, j = u_all[b].to(device), i_all[b].to(device), neg[b].to(device)
+        for b, neg in pair_batches(u_all.numpy(), seen, seeds, batch_size, n_neg):
+            u, i, j = u_all[b].to(device), i_all[b].to(device), neg.to(device)
             pos_s, neg_s = model(u, i), model(u, j)
             batch_loss = loss_fn(pos_s, neg_s)
             opt.zero_grad(set_to_none=True)

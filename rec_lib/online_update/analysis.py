@@ -144,9 +144,15 @@ def one_directional_gap(W_star: torch.Tensor, steps: int = 200, lr: float = 0.05
 
 
 def rank_table(strategies: dict, view: BatchView) -> pd.DataFrame:
-    """Rank of each strategy's ``W`` on ``view``, with ``sigma_2 / sigma_1`` (Lemma 2)."""
+    """Rank of each strategy's ``W`` on ``view``, with ``sigma_2 / sigma_1`` (Lemma 2).
+
+    Strategies whose update is no learning-rate matrix (``has_rate_matrix``
+    False: SML's transfer) are left out.
+    """
     rows = []
     for name, s in strategies.items():
+        if not s.has_rate_matrix:
+            continue
         W = s.learning_rate_matrix(view)
         sv = singular_values(W)
         rows.append({"strategy": name, "direction": s.direction, "shape": f"{W.shape[0]} x {W.shape[1]}",

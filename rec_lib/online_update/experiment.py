@@ -22,17 +22,18 @@ from rec_lib.models import fit_pairs
 from rec_lib.online_update.analysis import BatchView
 from rec_lib.online_update.melon import MeLON
 from rec_lib.online_update.recommender import OnlineRecommender
-from rec_lib.online_update.strategies import EALS, MWNet, Default, MetaSGD, NoUpdate, S2Meta, UpdateStrategy
+from rec_lib.online_update.strategies import SML, EALS, MWNet, Default, MetaSGD, NoUpdate, S2Meta, UpdateStrategy
 from rec_lib.online_update.stream import OnlineStream, run_prequential
 from rec_lib.utils import Seeds, Stopwatch, benchmark_rotation, progress, seed_everything
 
 __all__ = [
     "MelonSettings", "PRESETS", "CHAPTER", "STRATEGIES", "ABLATIONS", "RECOMMENDERS", "SYNTHETIC",
     "load_stream", "pretrain", "make_strategy", "select_on_warmup", "Comparison", "run_comparison",
-    "time_strategies", "trained_strategies_view", "margin_over",
+    "time_strategies", "trained_strategies_view", "margin_over", "BPR_ONLY", "strategies_for",
 ]
 
-STRATEGIES = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "MeLON")  # SML: pending the SML chapter
+STRATEGIES = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "SML", "MeLON")
+BPR_ONLY = ("SML",)  # transfers embedding tables: N/A on NCF, as in MeLON's Table 2
 ABLATIONS = ("MeLON_I", "MeLON_P")
 RECOMMENDERS = ("BPR", "NCF")
 SYNTHETIC = "synthetic"
@@ -68,6 +69,9 @@ class MelonSettings(BaseSettings):
     melon_hidden: int = 16
     melon_layers: int = 2
     max_ratio: float = 4.0
+    sml_lr: float | None = None  # SML's Adam rate for W_hat; None: selected on the warm-up share
+    sml_lr_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2)
+    sml_outer_iters: int = 2
     timing_repeats: int = 10
     gap_steps: int = 200
     synthetic_users: int = 1000
@@ -83,7 +87,7 @@ class MelonSettings(BaseSettings):
                                 f"choose from {sorted(allowed)}")
         for name in ("batch_size", "n_eval_neg", "n_neighbours", "n_seeds", "mf_dim", "ncf_dim", "pretrain_epochs",
                      "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "gap_steps", "synthetic_users",
-                     "synthetic_items", "synthetic_seeds"):
+                     "synthetic_items", "synthetic_seeds", "sml_outer_iters"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
         if self.max_interactions is not None and self.max_interactions < 1000:
@@ -101,7 +105,11 @@ class MelonSettings(BaseSettings):
             raise SettingsError(f"STRATEGIES must be a subset of {STRATEGIES} holding Default and MeLON, got {self.strategies}")
         if any(a not in ABLATIONS for a in self.ablations):
             raise SettingsError(f"ABLATIONS must be a subset of {ABLATIONS}, got {self.ablations}")
-        for name in ("lr_grid", "w_new_grid"):
+        if self.sml_lr is not None and self.sml_lr <= 0:
+            raise SettingsError(f"SML_LR must be None or > 0, got {self.sml_lr}")
+        if self.sml_lr is None and self.warmup_share == 0 and "SML" in self.strategies:
+            raise SettingsError("SML_LR=None selects SML's rate on the warm-up share: set WARMUP_SHARE > 0 or give SML_LR")
+        for name in ("lr_grid", "w_new_grid", "sml_lr_grid"):
             if not getattr(self, name) or min(getattr(self, name)) <= 0:
                 raise SettingsError(f"{name.upper()} must hold positive numbers, got {getattr(self, name)}")
         if self.lr is not None and self.lr <= 0 or self.meta_lr <= 0 or self.pretrain_lr <= 0:
@@ -165,9 +173,21 @@ def pretrain(kind: str, stream: OnlineStream, settings: MelonSettings, seeds: Se
     return rec
 
 
-def make_strategy(name: str, settings: MelonSettings, lr: float, w_new: float = 1.0, seed: int = 0) -> UpdateStrategy:
-    """A fresh strategy of Table 2 / Table 3 by name, with base learning rate ``lr``."""
+def strategies_for(kind: str, names: Sequence[str]) -> list[str]:
+    """The strategies of ``names`` that apply to recommender ``kind`` (SML: BPR-MF only)."""
+    return [n for n in names if kind == "BPR" or n not in BPR_ONLY]
+
+
+def make_strategy(name: str, settings: MelonSettings, lr: float, w_new: float = 1.0, seed: int = 0,
+                  sml_lr: float | None = None) -> UpdateStrategy:
+    """A fresh strategy of Table 2 / Table 3 by name, with base learning rate ``lr``.
+
+    ``sml_lr`` is SML's Adam rate for ``W_hat`` (default: ``settings.sml_lr``,
+    else the middle of ``settings.sml_lr_grid``); its transfer learns at ``meta_lr``.
+    """
     s = settings
+    if sml_lr is None:
+        sml_lr = s.sml_lr if s.sml_lr is not None else s.sml_lr_grid[len(s.sml_lr_grid) // 2]
     table: dict[str, Callable[[], UpdateStrategy]] = {
         "No update": lambda: NoUpdate(),
         "Default": lambda: Default(lr),
@@ -175,6 +195,7 @@ def make_strategy(name: str, settings: MelonSettings, lr: float, w_new: float = 
         "MWNet": lambda: MWNet(lr, s.meta_lr),
         "MetaSGD": lambda: MetaSGD(lr, s.meta_lr),
         "S2Meta": lambda: S2Meta(lr, s.meta_lr, max_ratio=s.max_ratio),
+        "SML": lambda: SML(sml_lr, s.meta_lr, s.sml_outer_iters, seed=seed),
         "MeLON": lambda: MeLON(lr, s.meta_lr, "2D", s.melon_hidden, s.melon_layers, s.max_ratio),
         "MeLON_I": lambda: MeLON(lr, s.meta_lr, "I", s.melon_hidden, s.melon_layers, s.max_ratio),
         "MeLON_P": lambda: MeLON(lr, s.meta_lr, "P", s.melon_hidden, s.melon_layers, s.max_ratio),
@@ -228,7 +249,8 @@ def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", 
     Per seed: the stream's draws, the pre-training and every meta-model's
     initialisation change. ``eta`` (Default's rate, used by every strategy as
     its base rate) and eALS's ``w_new`` are selected on the first seed's
-    warm-up share unless ``settings.lr`` is given. "No update" is always run;
+    warm-up share unless ``settings.lr`` is given, and so is SML's rate
+    (BPR-MF only) unless ``settings.sml_lr`` is. "No update" is always run;
     the ablations (when ``strategies`` is None) on the recommenders ``ablations_on``
     (Table 3 reports BPR-MF).
     """
@@ -250,15 +272,22 @@ def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", 
                     lr, t1 = settings.lr, pd.DataFrame()
                 w_new, t2 = select_on_warmup(rec0, stream, lambda v: make_strategy("eALS", settings, lr, v, seed),
                                              settings.w_new_grid) if "eALS" in base else (1.0, pd.DataFrame())
-                rates[kind] = {"lr": lr, "w_new": w_new}
-                for what, t in (("eta", t1), ("w_new", t2)):
+                sml_lr, t3 = settings.sml_lr, pd.DataFrame()
+                if "SML" in strategies_for(kind, base) and sml_lr is None:
+                    sml_lr, t3 = select_on_warmup(
+                        rec0, stream, lambda v: make_strategy("SML", settings, lr, seed=seed, sml_lr=v),
+                        settings.sml_lr_grid)
+                rates[kind] = {"lr": lr, "w_new": w_new, "sml_lr": sml_lr}
+                for what, t in (("eta", t1), ("w_new", t2), ("sml_lr", t3)):
                     if len(t):
                         selection.append(t.assign(recommender=kind, parameter=what))
-            names = base + (list(settings.ablations) if strategies is None and kind in ablations_on else [])
+            names = strategies_for(kind, base)
+            names += list(settings.ablations) if strategies is None and kind in ablations_on else []
             for name in progress(names, desc=f"seed {seed} {kind}"):
                 torch.manual_seed(seed)  # meta-model initialisation
                 rec = rec0.clone()
-                strat = make_strategy(name, settings, rates[kind]["lr"], rates[kind]["w_new"], seed).bind(rec, stream)
+                strat = make_strategy(name, settings, rates[kind]["lr"], rates[kind]["w_new"], seed,
+                                      rates[kind]["sml_lr"]).bind(rec, stream)
                 sw = Stopwatch()
                 with sw("online"):
                     res = run_prequential(rec.rank, strat.step, stream)
@@ -280,8 +309,10 @@ def time_strategies(comparison: Comparison, recommender: str, names: Sequence[st
     Each strategy continues from its trained state (first seed) on a copy of
     its recommender and steps through the test batches, one batch per call,
     the strategies taking turns (:func:`rec_lib.utils.benchmark_rotation`).
-    Returns median seconds and the ratio to Default.
+    Returns median seconds and the ratio to Default. Strategies that do not
+    apply to ``recommender`` (SML on NCF) are left out.
     """
+    names = strategies_for(recommender, names)
     seed = min(comparison.streams)
     batches = comparison.streams[seed].batches("test")
     fns = {}

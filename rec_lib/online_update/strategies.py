@@ -20,7 +20,14 @@ MWNet      ``eta * n * w~_x``, ``w = MLP(L_x)`` (Shu et al. 2019)       1 (eq. 3
 MetaSGD    ``alpha_m`` learnable per parameter (Li et al. 2017)         1 (eq. 4)
 S2Meta     input gate ``i_m`` of a MetaLSTM + forget gate (Du 2019)     1 (eq. 4)
 MeLON      ``phi(x, L_x, theta_m, g_x,m)`` (:mod:`.melon`)               > 1 (eq. 5)
+SML        none: a transfer network maps old and new embeddings         --
 =========  ==========================================================  =========
+
+:class:`SML` (Zhang et al. 2020) does not scale gradients: each batch is a
+retraining task of :class:`rec_lib.retraining.SMLUpdater`, whose transfer
+network turns the previous embeddings and embeddings fitted on the batch
+into the new ones. It applies to BPR-MF only (its transfer acts on
+embedding tables; MeLON's paper reports it as N/A on NCF).
 
 The meta-learned strategies (:class:`MetaStrategy`) learn online, *learning to
 learn*: at step ``t`` they first update their meta-parameters ``phi`` so that
@@ -40,10 +47,12 @@ import torch
 from torch import nn
 
 from rec_lib.online_update.recommender import OnlineRecommender, Params, PerSample
+from rec_lib.retraining.transfer import SMLUpdater
+from rec_lib.utils import seed_everything
 
 __all__ = [
     "UpdateStrategy", "NoUpdate", "Default", "EALS", "MetaStrategy", "MWNet", "MetaSGD", "S2Meta",
-    "Touched", "preprocess",
+    "SML", "Touched", "preprocess",
 ]
 
 
@@ -106,6 +115,7 @@ class UpdateStrategy:
 
     name = "strategy"
     direction = "-"  # "I": interaction-wise, "P": parameter-wise, "2D": both, "-": none
+    has_rate_matrix = True  # False: the update is not a learning-rate matrix on gradients (SML)
 
     def __init__(self, lr: float = 0.1):
         if not lr > 0:
@@ -405,3 +415,60 @@ class S2Meta(MetaStrategy):
         with torch.no_grad():
             i, _ = self.gates(view.theta, view.mean_grad, view.losses.mean(), t.gather(self.state_i), t.gather(self.state_f))
         return (self.max_ratio * self.lr * i)[None, :].expand(view.n, view.M).clone()
+
+
+# ------------------------------------------------------------------- transfer
+class SML(UpdateStrategy):
+    """SML (Zhang et al. 2020, Algorithms 1-2) as an online update of BPR-MF, one task per mini-batch.
+
+    Reuses :class:`rec_lib.retraining.SMLUpdater` with the BPR loss: when
+    batch ``B_{t+1}`` arrives (after it was scored), the transfer ``Theta``
+    is trained on it (step 2, with ``W_hat_t`` fixed), ``W_hat_t`` again on
+    ``B_t`` (step 1), for ``outer_iters`` rounds; then a new task opens,
+    ``W_hat_{t+1} <- W_t`` is fitted on ``B_{t+1}`` through the transfer and
+    ``W_{t+1} = f_Theta(W_t, W_hat_{t+1})`` is loaded into the recommender.
+    Each batch is used with its own negatives (the stream's, as for every
+    strategy). ``W_hat`` and ``Theta`` are trained with Adam at ``lr`` and
+    ``meta_lr``; the transfer has the paper's sizes (``filters``, ``fc``).
+
+    The update is not a learning-rate matrix on gradients, so
+    :meth:`learning_rate_matrix` is undefined (``has_rate_matrix = False``).
+    """
+
+    name = "SML"
+    direction = "-"
+    has_rate_matrix = False
+
+    def __init__(self, lr: float = 1e-2, meta_lr: float = 1e-3, outer_iters: int = 2,
+                 filters: tuple[int, ...] = (10, 5), fc: int | None = 512, seed: int = 0):
+        super().__init__(lr)
+        if not meta_lr > 0:
+            raise ValueError(f"SML: meta_lr must be > 0, got {meta_lr}")
+        if outer_iters < 1:
+            raise ValueError(f"SML: outer_iters must be >= 1, got {outer_iters}")
+        self.meta_lr, self.outer_iters = float(meta_lr), int(outer_iters)
+        self.filters, self.fc, self.seed = tuple(filters), fc, seed
+        self.updater: SMLUpdater | None = None
+
+    def bind(self, rec: OnlineRecommender, stream=None) -> "SML":
+        tables = sorted(rec.tables.items())
+        if rec.loss != "bpr" or rec.dense or tables != [("item.weight", "item"), ("user.weight", "user")]:
+            raise ValueError(f"SML transfers the user and item embeddings of BPR-MF and nothing else; "
+                             f"{rec.name} has tables {sorted(rec.tables)} and dense weights {rec.dense} "
+                             f"(MeLON's paper reports SML on BPR only)")
+        super().bind(rec, stream)
+        p = rec.params
+        self.updater = SMLUpdater(p["user.weight"], p["item.weight"], None,
+                                  seed_everything(self.seed, set_global=False).child(11),
+                                  filters=self.filters, fc=self.fc, loss="bpr", lr_hat=self.lr,
+                                  lr_theta=self.meta_lr, outer_iters=self.outer_iters, device=rec.device)
+        return self
+
+    def step(self, batch) -> None:
+        rec = self._check_bound()
+        self.updater.update(batch.users.cpu().numpy(), batch.items.cpu().numpy(), batch.negatives.cpu().numpy())
+        rec.load({"user.weight": self.updater.P, "item.weight": self.updater.Q})
+
+    def learning_rate_matrix(self, view) -> torch.Tensor:
+        raise NotImplementedError("SML replaces the gradient step by a transfer network: it has no "
+                                  "learning-rate matrix (check has_rate_matrix)")

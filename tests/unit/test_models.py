@@ -130,3 +130,16 @@ def test_minibatches():
     assert [len(b) for b in batches] == [4, 4, 2] and sorted(torch.cat(batches).tolist()) == list(range(10))
     with pytest.raises(ValueError):
         list(models.minibatches(10, 0))
+
+
+def test_pair_batches_cover_rows_with_unseen_negatives(stream):
+    seeds = seed_everything(0)
+    seen = data.SeenItems.from_interactions(stream)
+    batches = list(models.pair_batches(stream.users, seen, seeds, batch_size=100, n_neg=3))
+    rows = torch.cat([b for b, _ in batches])
+    assert sorted(rows.tolist()) == list(range(len(stream)))
+    assert all(neg.shape == (len(b), 3) for b, neg in batches)
+    for b, neg in batches:
+        assert not seen.contains(stream.users[b.numpy()][:, None], neg.numpy()).any()
+    with pytest.raises(ValueError, match="at least one positive"):
+        next(models.pair_batches(np.array([], dtype=np.int64), seen, seeds))

@@ -14,12 +14,13 @@ from rec_lib import data
 from rec_lib.config import SettingsError
 from rec_lib.models import fit_pairs
 from rec_lib.online_update import (
-    CHAPTER, EALS, BatchView, Default, InteractionHistory, MeLON, MeLONNet, MetaSGD, MWNet, NoUpdate,
+    CHAPTER, EALS, SML, BatchView, Default, InteractionHistory, MeLON, MeLONNet, MetaSGD, MWNet, NoUpdate,
     OnlineRecommender, OnlineStream, PastPairs, S2Meta, Touched, best_rank_k, load_stream, make_strategy,
     numerical_rank, one_directional_gap, pair_table, preprocess, rank_table, role_features, run_comparison,
     run_prequential, select_on_warmup, singular_values, spectral_norm, submatrix, time_strategies,
-    trained_strategies_view, margin_over,
+    trained_strategies_view, margin_over, strategies_for,
 )
+from rec_lib.retraining import SMLUpdater
 from rec_lib.utils import seed_everything
 
 ALL = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "MeLON", "MeLON_I", "MeLON_P")
@@ -492,7 +493,8 @@ def test_settings_validation_and_datasets():
     assert CHAPTER.make("paper").dataset == "adressa"
     for bad in (dict(dataset="imdb"), dict(strategies=("Default", "SGD")), dict(strategies=("Default",)),
                 dict(recommenders=("GRU",)), dict(lr_grid=(0.1, -1.0)), dict(warmup_share=0.0),
-                dict(max_ratio=1.0), dict(max_interactions=10), dict(synthetic_drift=(1.5,))):
+                dict(max_ratio=1.0), dict(max_interactions=10), dict(synthetic_drift=(1.5,)), dict(sml_lr=0.0),
+                dict(sml_lr_grid=(0.01, -1.0)), dict(sml_outer_iters=0)):
         with pytest.raises(SettingsError):
             CHAPTER.make("smoke", **bad)
     with pytest.raises(SettingsError, match="SCALE"):
@@ -513,15 +515,21 @@ def test_run_comparison_time_and_views_on_a_tiny_stream():
                      pretrain_epochs=2, lr_grid=(0.1, 0.3), w_new_grid=(1.0,))
     comp = run_comparison(s, n_seeds=2)
     n_strat = 1 + len(s.strategies)
-    assert len(comp.runs) == 2 * (n_strat + len(s.ablations)) + 2 * n_strat  # ablations on BPR only
+    assert len(comp.runs) == 2 * (n_strat + len(s.ablations)) + 2 * (n_strat - 1)  # ablations, SML: BPR only
+    assert set(comp.runs.query("recommender == 'NCF'")["strategy"]) == {"No update", *s.strategies} - {"SML"}
     assert set(comp.rates) == {"BPR", "NCF"} and comp.rates["BPR"]["lr"] in (0.1, 0.3)
-    assert set(comp.selection["parameter"]) == {"eta", "w_new"}
+    assert comp.rates["BPR"]["sml_lr"] in s.sml_lr_grid and comp.rates["NCF"]["sml_lr"] is None
+    sel = comp.selection
+    assert set(sel["parameter"]) == {"eta", "w_new", "sml_lr"}
+    assert set(sel.loc[sel["parameter"] == "sml_lr", "recommender"]) == {"BPR"}
     assert {"hr@5", "ndcg@10", "seconds_per_batch"} <= set(comp.runs.columns)
     assert set(comp.per_batch["strategy"]) == set(comp.runs["strategy"])
-    t = time_strategies(comp, "BPR", ["Default", "MeLON"], repeats=2)
-    assert t.loc["Default", "x Default"] == 1.0 and t["median_s"].gt(0).all()
+    t = time_strategies(comp, "BPR", ["Default", "SML", "MeLON"], repeats=2)
+    assert t.loc["Default", "x Default"] == 1.0 and t["median_s"].gt(0).all() and "SML" in t.index
+    assert "SML" not in time_strategies(comp, "NCF", ["Default", "SML"], repeats=1).index
     view, strategies = trained_strategies_view(comp, "BPR", n_interactions=16)
-    assert view.n == 16 and "MeLON_P" in strategies
+    assert view.n == 16 and "MeLON_P" in strategies and "SML" in strategies
+    assert "SML" not in rank_table(strategies, view).index  # a transfer, no learning-rate matrix
     assert numerical_rank(strategies["MeLON"].learning_rate_matrix(view)) > 1
     best, table = select_on_warmup(comp.kept[("BPR", "No update")][1], comp.streams[s.seed],
                                    lambda v: Default(v), (0.05, 0.2))
@@ -544,3 +552,49 @@ def test_batch_to_moves_every_tensor(stream):
     c = b.to("cpu")
     assert c is not b and torch.equal(c.candidates, b.candidates) and c.index == b.index and len(c) == len(b)
     assert np.array_equal(c.rows, b.rows)
+
+
+# ----------------------------------------------------------------------- SML
+def test_strategies_for_keeps_sml_on_bpr_only():
+    names = ["Default", "SML", "MeLON"]
+    assert strategies_for("BPR", names) == names and strategies_for("NCF", names) == ["Default", "MeLON"]
+
+
+def test_sml_step_is_the_retraining_chapters_updater(stream, recs):
+    """SML's online step is rec_lib.retraining.SMLUpdater on the batch and its negatives, loaded into BPR-MF."""
+    rec = recs["BPR"].clone()
+    s = SML(lr=1e-2, meta_lr=1e-3, outer_iters=2, filters=(4, 2), fc=16, seed=5)
+    torch.manual_seed(0)
+    s.bind(rec, stream)
+    p0 = recs["BPR"].snapshot()
+    torch.manual_seed(0)
+    ref = SMLUpdater(p0["user.weight"], p0["item.weight"], None, seed_everything(5, set_global=False).child(11),
+                     filters=(4, 2), fc=16, loss="bpr", lr_hat=1e-2, lr_theta=1e-3, outer_iters=2)
+    theta0 = [p.detach().clone() for p in s.updater.transfer.parameters()]
+    for k, b in enumerate(stream.batches("test")[:3]):
+        s.step(b)
+        ref.update(b.users.numpy(), b.items.numpy(), b.negatives.numpy())
+        assert torch.equal(rec.params["user.weight"], ref.P) and torch.equal(rec.params["item.weight"], ref.Q)
+        moved = any(not torch.equal(a, p) for a, p in zip(theta0, s.updater.transfer.parameters()))
+        assert moved == (k > 0)  # the first batch only opens a task (step 1); Theta learns from the next
+
+
+def test_sml_is_bpr_only_and_has_no_rate_matrix(stream, recs):
+    with pytest.raises(ValueError, match="BPR"):
+        SML().bind(recs["NCF"].clone(), stream)
+    with pytest.raises(ValueError, match="outer_iters"):
+        SML(outer_iters=0)
+    with pytest.raises(ValueError, match="meta_lr"):
+        SML(meta_lr=0.0)
+    s = SML(fc=16).bind(recs["BPR"].clone(), stream)
+    assert not s.has_rate_matrix
+    with pytest.raises(NotImplementedError, match="learning-rate matrix"):
+        s.learning_rate_matrix(BatchView(s.rec, stream.batches("test")[0]))
+
+
+def test_sml_improves_over_no_update_on_a_drifting_stream(stream, recs):
+    base = run_prequential(recs["BPR"].clone().rank, NoUpdate().bind(recs["BPR"], stream).step, stream).metrics()
+    torch.manual_seed(0)
+    s = SML(lr=3e-2, fc=32, seed=0).bind(recs["BPR"].clone(), stream)
+    m = run_prequential(s.rec.rank, s.step, stream).metrics()
+    assert m["ndcg@10"] > base["ndcg@10"] + 0.01, (m["ndcg@10"], base["ndcg@10"])

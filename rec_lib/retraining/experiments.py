@@ -1,0 +1,298 @@
+"""The chapter's experiments: strategies over seeds, ablations, sweeps, timings, readings.
+
+Each function returns plain DataFrames (and the raw :class:`RunResult` where
+a figure needs ranks), so the notebook only tabulates and plots.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rec_lib.data.synthetic import drifting_stream
+from rec_lib.metrics import ranking_metrics
+from rec_lib.retraining.chapter import SMLSettings
+from rec_lib.retraining.protocol import (
+    INTERACTION_TYPES,
+    History,
+    PeriodStream,
+    RunResult,
+    interaction_types,
+    make_stream,
+    previous_items,
+    run_strategy,
+)
+from rec_lib.retraining.strategies import (
+    CaserFineTune,
+    FineTune,
+    FullRetrain,
+    GRU4RecRetrain,
+    SMLRetrain,
+    SPMF,
+    pretrain_mf,
+)
+from rec_lib.retraining.transfer import SML_VARIANTS
+from rec_lib.utils import benchmark_rotation, seed_everything
+
+__all__ = [
+    "Comparison",
+    "synthetic_stream",
+    "make_strategy",
+    "run_comparison",
+    "timing_table",
+    "benchmark_retraining",
+    "by_interaction_type",
+    "filter_reading",
+    "sweep_transfer",
+]
+
+_SEED_OFFSET = {"Full-retrain": 1, "Fine-tune": 2, "SPMF": 3, "GRU4Rec": 4, "Caser": 5}
+
+
+def synthetic_stream(settings: SMLSettings, long_term_weight: float, seed: int = 0) -> PeriodStream:
+    """:func:`rec_lib.data.drifting_stream` with the given long-term weight, cut by the stream protocol."""
+    data = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
+                           max_interactions=min(400, settings.stream_items // 2),
+                           long_term_weight=long_term_weight, seed=seed)
+    return make_stream(data, settings.stream_protocol())
+
+
+def make_strategy(name: str, stream: PeriodStream, settings: SMLSettings, seeds, device="cpu", init=None, **sml_over):
+    """A strategy of Table 1 or Figure 4 by name; ``sml_over`` changes SML's config (the sweeps)."""
+    mf, seq = settings.mf_config(), settings.seq_config()
+    n_users, n_items = stream.data.n_users, stream.data.n_items
+    if name == "Full-retrain":
+        return FullRetrain(mf, seeds, device, init)
+    if name == "Fine-tune":
+        return FineTune(mf, seeds, device, init)
+    if name == "SPMF":
+        return SPMF(mf, seeds, device, init)
+    if name in SML_VARIANTS:
+        return SMLRetrain(name, mf, settings.sml_config(**sml_over), seeds, device, init)
+    if name == "GRU4Rec":
+        return GRU4RecRetrain(previous_items(stream.data, seq.gru_max_len, n_items), n_items, mf.dim, seq, seeds, device)
+    if name == "Caser":
+        return CaserFineTune(previous_items(stream.data, seq.caser_L, n_items), n_users, n_items, mf.dim, seq, seeds, device)
+    raise ValueError(f"unknown strategy {name!r}; choose from Full-retrain, Fine-tune, SPMF, GRU4Rec, Caser, "
+                     f"{', '.join(SML_VARIANTS)}")
+
+
+@dataclass
+class Comparison:
+    """Results of several strategies over several seeds on one stream."""
+
+    stream: PeriodStream
+    results: dict[tuple[str, int], RunResult]
+    strategies: dict[tuple[str, int], object] = field(default_factory=dict, repr=False)
+
+    def per_period(self) -> pd.DataFrame:
+        """One row per (method, seed, period): the metrics of that evaluated period."""
+        frames = [r.metrics.reset_index().assign(method=m, seed=s) for (m, s), r in self.results.items()]
+        df = pd.concat(frames, ignore_index=True)
+        test = set(self.stream.test_periods)
+        return df.assign(role=np.where(df["period"].isin(test), "test", "val"))
+
+    def runs(self, role: str = "test") -> pd.DataFrame:
+        """One row per (method, seed): metrics averaged over the test (or val) periods, weighted by size."""
+        periods = self.stream.test_periods if role == "test" else \
+            [t for t in self.stream.eval_periods if t not in self.stream.test_periods]
+        rows = [{"method": m, "seed": s, **r.average(periods)} for (m, s), r in self.results.items()]
+        return pd.DataFrame(rows)
+
+    def seconds(self) -> pd.DataFrame:
+        """Retraining wall time per (method, seed, period)."""
+        rows = [{"method": m, "seed": s, "period": t, "seconds": v}
+                for (m, s), r in self.results.items() for t, v in r.seconds.items()]
+        return pd.DataFrame(rows)
+
+    @property
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(m for m, _ in self.results))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One unit of work: some strategies of one seed (``SML`` and ``SML-S`` share one job)."""
+
+    stream: PeriodStream
+    settings: SMLSettings
+    names: tuple[str, ...]
+    seed: int
+    init: object
+    device: str
+    keep: tuple[str, ...]
+    sml_over: dict
+    threads: int
+
+
+def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
+    """Run one job; every random source is seeded from ``(seed, strategy)``, so where (in which
+    process) and in which order jobs run does not change any number."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    stream, settings, p, out = job.stream, job.settings, job.stream.protocol, []
+    first = job.names[0]
+    seeds = seed_everything(job.seed).child(_SEED_OFFSET.get(first, 10))  # every SML variant draws the same numbers
+    torch.manual_seed(seeds.seed)  # module initialisations use the global generator
+    strat = make_strategy(first, stream, settings, seeds, job.device, job.init, **job.sml_over)
+    if job.names == ("SML", "SML-S"):
+        head = run_strategy(strat, stream, job.seed, settings.n_neg, stop=p.val_start, desc="SML")
+        fork = copy.deepcopy(strat)
+        fork.name = "SML-S"
+        pairs = (("SML", strat), ("SML-S", fork))
+        for label, s in pairs:
+            tail = run_strategy(s, stream, job.seed, settings.n_neg, start=p.val_start, desc=label)
+            tail.seconds, tail.name = {**head.seconds, **tail.seconds}, label
+            out.append(((label, job.seed), tail, s if label in job.keep else None))
+        return out
+    res = run_strategy(strat, stream, job.seed, settings.n_neg, desc=first)
+    return [((first, job.seed), res, strat if first in job.keep else None)]
+
+
+def _map(fn, jobs: list, workers: int) -> list:
+    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes when ``workers > 1``."""
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(fn, jobs))
+    return [fn(j) for j in jobs]
+
+
+def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
+                   device="cpu", keep: Sequence[str] = (), workers: int = 1, **sml_over) -> Comparison:
+    """Run ``methods`` on ``stream`` for each seed; all MF methods of a seed start from one initial model.
+
+    ``SML-S`` is forked from ``SML`` at the first validation period (they
+    are the same until serving starts), so asking for both costs one run.
+    ``keep`` names the strategies whose final state is kept (Figure 7, the
+    timing benchmark). ``workers > 1`` runs the (strategy, seed) jobs in that
+    many processes with one torch thread each: the numbers are those of
+    ``workers=1`` in a process running one torch thread (with more threads,
+    float sums are split differently and the last digits can differ).
+    """
+    p = stream.protocol
+    groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods
+              if not (m == "SML-S" and "SML" in methods)]
+    jobs = []
+    for seed in seeds:
+        init_seeds = seed_everything(seed).child(0)
+        torch.manual_seed(init_seeds.seed)
+        init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), init_seeds, device)
+        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0)
+                 for g in groups]
+    done = _map(_run_job, jobs, workers)
+    results, kept = {}, {}
+    for out in done:
+        for key, res, strat in out:
+            results[key] = res
+            if strat is not None:
+                kept[key] = strat
+    order = {m: k for k, m in enumerate(methods)}
+    results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])))
+    return Comparison(stream, results, kept)
+
+
+def timing_table(comparison: Comparison, methods: Sequence[str] = ("Full-retrain", "SML", "Fine-tune", "SML-S"),
+                 seed: int | None = None) -> pd.DataFrame:
+    """Table 2: retraining seconds per test period (columns), one row per method, and Full-retrain / SML.
+
+    The time of period ``t`` is the retraining after ``D_t`` arrived, which
+    serves ``D_{t+1}``; the columns count the test periods from 0 as the paper does.
+    """
+    sec = comparison.seconds()
+    seed = sec["seed"].min() if seed is None else seed
+    test = comparison.stream.test_periods
+    sec = sec[(sec["seed"] == seed) & sec["period"].isin(test) & sec["method"].isin(methods)]
+    table = sec.pivot(index="method", columns="period", values="seconds").reindex(list(methods))
+    table.loc["Full-retrain / SML"] = table.loc["Full-retrain"] / table.loc["SML"]
+    table.columns = [t - test[0] for t in table.columns]
+    table.columns.name = "test period"
+    return table
+
+
+def benchmark_retraining(comparison: Comparison, seed: int, periods: Sequence[int], repeats: int = 3,
+                         methods: Sequence[str] = ("Full-retrain", "SML", "Fine-tune", "SML-S")) -> pd.DataFrame:
+    """One retraining at each of ``periods``, timed in rotation (:func:`benchmark_rotation`) from copies
+    of the kept final states; returns medians and the speed-up of each method over Full-retrain."""
+    rows = []
+    stream = comparison.stream
+    for t in periods:
+        def job(name):
+            return lambda: copy.deepcopy(comparison.strategies[(name, seed)]).update(History(stream, t))
+
+        table = benchmark_rotation({m: job(m) for m in methods}, repeats=repeats, warmup=0, baseline="Full-retrain")
+        rows.append(table.assign(period=t).reset_index(names="method"))
+    return pd.concat(rows, ignore_index=True)
+
+
+def by_interaction_type(comparison: Comparison, methods: Sequence[str] = ("SML", "Full-retrain"), k: int = 20,
+                        metric: str = "recall") -> pd.DataFrame:
+    """Figure 6: ``metric@k`` per (method, seed, test period, interaction type), with the counts."""
+    rows = []
+    for (m, s), r in comparison.results.items():
+        if m not in methods:
+            continue
+        for t in comparison.stream.test_periods:
+            kinds = interaction_types(comparison.stream, t)
+            for kind in INTERACTION_TYPES:
+                mask = kinds == kind
+                if mask.any():
+                    val = ranking_metrics(torch.as_tensor(r.ranks[t][mask]), (k,), (metric,))[f"{metric}@{k}"]
+                    rows.append({"method": m, "seed": s, "period": t, "type": kind, "n": int(mask.sum()),
+                                 f"{metric}@{k}": val})
+    return pd.DataFrame(rows)
+
+
+def filter_reading(transfer_net) -> dict[str, float]:
+    """The paper's reading of Figure 7 on ``F^(1)`` ``[n_1, 3]``: which row weighs more, opposite signs.
+
+    ``hat_vs_prev``: mean |weight| on the ``w_hat`` row over that on the
+    ``w_{t-1}`` row; ``opposite_sign``: share of filters whose ``w_{t-1}``
+    and ``w_hat`` weights have opposite signs (filters that read the change
+    ``w_hat - w_{t-1}``).
+    """
+    F1 = transfer_net.first_filters.cpu().numpy()
+    prev, hat = np.abs(F1[:, 0]).mean(), np.abs(F1[:, 1]).mean()
+    return {"hat_vs_prev": float(hat / prev), "opposite_sign": float(np.mean(np.sign(F1[:, 0]) != np.sign(F1[:, 1]))),
+            "mean_prev": float(F1[:, 0].mean()), "mean_hat": float(F1[:, 1].mean()), "mean_dot": float(F1[:, 2].mean())}
+
+
+def sweep_transfer(stream: PeriodStream, settings: SMLSettings, seeds: Sequence[int], device="cpu", workers: int = 1,
+                   reuse: Comparison | None = None) -> pd.DataFrame:
+    """Figure 5: SML with one conv layer of ``n`` filters (``sweep_filters``) and with ``L`` conv layers
+    (10 filters, then 5 per extra layer; ``sweep_layers``). One row per run, test metrics.
+
+    A configuration equal to ``settings.filters`` is read from ``reuse`` (a
+    comparison that already ran SML with the same seeds) instead of rerun.
+    """
+    configs = [("filters", n, (n,)) for n in settings.sweep_filters]
+    configs += [("layers", L, (10,) + (5,) * (L - 1)) for L in settings.sweep_layers]
+    done: dict[tuple[int, ...], pd.DataFrame] = {}
+    if reuse is not None:
+        runs = reuse.runs()
+        runs = runs[(runs["method"] == "SML") & runs["seed"].isin(list(seeds))]
+        if len(runs) == len(seeds):
+            done[tuple(settings.filters)] = runs
+    todo = [f for f in dict.fromkeys(f for _, _, f in configs) if f not in done]
+    jobs = [(f, _Job(stream, settings, ("SML",), seed, None, str(device), (), {"filters": f}, 1 if workers > 1 else 0))
+            for f in todo for seed in seeds]
+    inits = {}
+    for seed in seeds:
+        init_seeds = seed_everything(seed).child(0)
+        torch.manual_seed(init_seeds.seed)
+        inits[seed] = pretrain_mf(History(stream, stream.protocol.init_end - 1), settings.mf_config(), init_seeds, device)
+    jobs = [(f, replace(j, init=inits[j.seed])) for f, j in jobs]
+    outs = _map(_run_job, [j for _, j in jobs], workers)
+    for (f, _), out in zip(jobs, outs):
+        (key, res, _), = out
+        row = pd.DataFrame([{"method": "SML", "seed": key[1], **res.average(stream.test_periods)}])
+        done[f] = pd.concat([done.get(f), row], ignore_index=True) if f in done else row
+    rows = [done[f].assign(sweep=kind, value=value) for kind, value, f in configs]
+    return pd.concat(rows, ignore_index=True)

@@ -1,0 +1,209 @@
+"""The retraining strategies of SML's Table 1, the chapter's settings and experiment helpers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rec_lib import data
+from rec_lib.config import SettingsError
+from rec_lib.models.losses import bce_loss
+from rec_lib.retraining import History, PeriodProtocol, Reservoir, make_stream, previous_items
+from rec_lib.retraining.chapter import CHAPTER, PRESETS
+from rec_lib.retraining.experiments import (
+    benchmark_retraining,
+    by_interaction_type,
+    filter_reading,
+    make_strategy,
+    run_comparison,
+    sweep_transfer,
+    synthetic_stream,
+    timing_table,
+)
+from rec_lib.retraining.strategies import MFConfig, MFStrategy, SPMF, pretrain_mf
+from rec_lib.retraining.transfer import TransferCNN
+from rec_lib.utils import seed_everything
+
+PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
+SMALL = dict(n_seeds=1, n_neg=20, n_periods=8, init_end=3, val_start=5, test_start=6, dim=8, epochs=2,
+             pretrain_epochs=3, batch_size=256, reservoir=300, replay=150, fc=16, outer_iters=2, gru_hidden=8,
+             gru_max_len=5, caser_epochs=2, caser_pretrain_epochs=2, stream_users=60, stream_items=400,
+             sweep_filters=(2, 10), sweep_layers=(1, 2), workers=1)
+
+
+@pytest.fixture(scope="module")
+def stream():
+    return make_stream(data.drifting_stream(n_users=60, n_items=90, dim=4, max_interactions=40, seed=1), PROTO)
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return CHAPTER.make("smoke", **SMALL)
+
+
+def _fixed_loss(strategy, stream, t):
+    """The log loss (eq. 13) of the served model on D_t with negatives fixed in advance."""
+    u, i = stream.arrays(t)
+    rows = torch.arange(stream.bounds[t], stream.bounds[t + 1])
+    cands = torch.as_tensor(np.stack([i, np.random.default_rng(0).integers(0, stream.data.n_items, len(i))], 1))
+    with torch.no_grad():
+        s = strategy.score(torch.tensor(u), rows, cands).float()
+    return bce_loss(s[:, 0], s[:, 1:]).item()
+
+
+@pytest.mark.parametrize("name", ["Full-retrain", "Fine-tune", "SPMF", "GRU4Rec", "Caser", "SML", "SML-FP"])
+def test_each_strategy_trains_and_lowers_its_loss(name, stream, settings):
+    seeds = seed_everything(0)
+    torch.manual_seed(0)
+    s = make_strategy(name, stream, settings.__class__(**{**settings.as_dict(), "epochs": 5, "hat_epochs": 3}), seeds)
+    s.pretrain(History(stream, 2))
+    before = _fixed_loss(s, stream, 3)
+    s.update(History(stream, 3))
+    after = _fixed_loss(s, stream, 3)
+    assert after < before, f"{name}: loss on D_3 {before:.4f} -> {after:.4f}"
+
+
+def test_make_strategy_rejects_unknown(stream, settings):
+    with pytest.raises(ValueError, match="unknown strategy"):
+        make_strategy("ALS", stream, settings, seed_everything(0))
+    with pytest.raises(NotImplementedError):
+        MFStrategy(MFConfig(dim=4), seed_everything(0)).training_data(History(stream, 3))
+
+
+def test_reservoir_matches_algorithm_r_one_by_one():
+    """The vectorised block update equals Algorithm R fed element by element with the same draws."""
+    stream_u, stream_i = np.arange(100), np.arange(100) * 10
+    res = Reservoir(7, np.random.default_rng(5))
+    for block in np.array_split(np.arange(100), 6):
+        res.add(stream_u[block], stream_i[block])
+    rng, slots, n = np.random.default_rng(5), [], 0
+    for block in np.array_split(np.arange(100), 6):
+        first_free = max(0, min(7 - len(slots), len(block)))
+        slots += list(block[:first_free])
+        draws = rng.random(len(block) - first_free)
+        for x, u in zip(block[first_free:], draws):
+            j = int(u * (x + 1))
+            if j < 7:
+                slots[j] = x
+    assert res.users.tolist() == slots and np.array_equal(res.items, res.users * 10) and res.n_seen == 100
+    with pytest.raises(ValueError, match="size"):
+        Reservoir(0, np.random.default_rng(0))
+
+
+def test_reservoir_is_uniform():
+    hits = np.zeros(50)
+    for seed in range(400):
+        r = Reservoir(10, np.random.default_rng(seed))
+        r.add(np.arange(30), np.arange(30))
+        r.add(np.arange(30, 50), np.arange(30, 50))
+        hits[r.users] += 1
+    assert len(r) == 10
+    assert np.abs(hits / 400 - 10 / 50).max() < 0.08  # each element kept with probability size / n
+
+
+def test_spmf_replays_what_the_model_ranks_low(stream, settings):
+    s = SPMF(settings.mf_config(), seed_everything(0))
+    s.pretrain(History(stream, 2))
+    p = s.replay_probabilities()
+    assert p.shape == (len(s.reservoir),) and p.sum() == pytest.approx(1.0)
+    scores = s.model.score_all(torch.as_tensor(s.reservoir.users))
+    own = scores[torch.arange(len(p)), torch.as_tensor(s.reservoir.items)]
+    rank = (scores >= own[:, None]).sum(1).numpy()
+    assert np.all(np.diff(p[np.argsort(rank)]) >= -1e-12)  # higher rank (worse) -> replayed more often
+    u, i = s.training_data(History(stream, 3))
+    assert len(u) == len(stream.arrays(3)[0]) + min(settings.replay, 300)
+
+
+def test_settings_presets_and_errors():
+    for scale in PRESETS:
+        s = CHAPTER.make(scale)
+        assert s.protocol().n_periods >= 10 and s.seeds[0] == s.seed
+    assert CHAPTER.datasets(CHAPTER.make("paper")) == ["yelp"]
+    assert CHAPTER.make("paper", dataset="adressa").protocol().scheme == "dayparts"
+    with pytest.raises(SettingsError, match="DATASET"):
+        CHAPTER.make("tutorial", dataset="netflix")
+    with pytest.raises(SettingsError, match="bad periods"):
+        CHAPTER.make("tutorial", init_end=25)
+    with pytest.raises(SettingsError, match="FILTERS"):
+        CHAPTER.make("tutorial", filters=())
+    with pytest.raises(SettingsError, match="STREAM_WEIGHTS"):
+        CHAPTER.make("tutorial", stream_weights=(1.5,))
+    with pytest.raises(SettingsError, match="SCALE"):
+        CHAPTER.make("huge")
+    s = CHAPTER.make("tutorial", dim=8, filters=(4,))
+    assert s.mf_config().dim == 8 and s.sml_config().filters == (4,) and s.sml_config(fc=None).fc is None
+    assert s.seq_config().caser_L == s.caser_l
+
+
+def test_comparison_tables(stream, settings):
+    comp = run_comparison(stream, settings, ["Full-retrain", "Fine-tune", "SML", "SML-S"], [0], keep=["SML"])
+    runs = comp.runs()
+    assert list(runs["method"]) == ["Full-retrain", "Fine-tune", "SML", "SML-S"]
+    per = comp.per_period()
+    assert set(per["period"]) == {5, 6, 7} and set(per["role"]) == {"val", "test"}
+    sml, sml_s = comp.results[("SML", 0)], comp.results[("SML-S", 0)]
+    assert sml.metrics.loc[5].equals(sml_s.metrics.loc[5])  # same model until serving starts
+    assert set(sml.seconds) == set(range(3, 8))
+    table = timing_table(comp)
+    assert list(table.columns) == [0, 1] and "Full-retrain / SML" in table.index
+    assert table.loc["Full-retrain / SML", 0] == pytest.approx(table.loc["Full-retrain", 0] / table.loc["SML", 0])
+    types = by_interaction_type(comp)
+    n_test = sum(len(stream.arrays(t)[0]) for t in stream.test_periods)
+    assert types.groupby(["method", "seed"])["n"].sum().eq(n_test).all()
+    reading = filter_reading(comp.strategies[("SML", 0)].updater.transfer.nets["item"])
+    assert set(reading) >= {"hat_vs_prev", "opposite_sign"}
+    assert comp.seconds()["seconds"].ge(0).all()
+
+
+def test_benchmark_retraining_times_each_kept_strategy(stream, settings):
+    methods = ["Full-retrain", "SML", "Fine-tune", "SML-S"]
+    comp = run_comparison(stream, settings, methods, [0], keep=methods)
+    ft_before = comp.strategies[("Fine-tune", 0)].model.user.weight.detach().clone()
+    sml_before = comp.strategies[("SML", 0)].updater.P.clone()
+    table = benchmark_retraining(comp, 0, [3, 7], repeats=1)
+    assert len(table) == 8 and set(table["method"]) == set(methods) and (table["median_s"] > 0).all()
+    assert table.loc[table["method"] == "Full-retrain", "speedup"].eq(1.0).all()
+    # copies were timed: the kept states are untouched
+    assert torch.equal(comp.strategies[("Fine-tune", 0)].model.user.weight, ft_before)
+    assert torch.equal(comp.strategies[("SML", 0)].updater.P, sml_before)
+
+
+def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
+    a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
+    b = run_comparison(stream, settings, ["SML", "Fine-tune"], [0]).runs().set_index("method")
+    pd.testing.assert_frame_equal(a.sort_index(), b.sort_index())
+
+
+@pytest.mark.slow
+def test_run_comparison_in_worker_processes_gives_the_same_numbers(stream, settings):
+    # workers run one torch thread each; the sequential run must too (float sums split by threads round differently)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
+    finally:
+        torch.set_num_threads(threads)
+    c = run_comparison(stream, settings, ["Fine-tune", "SML"], [0], workers=2).runs().set_index("method")
+    pd.testing.assert_frame_equal(a, c)
+
+
+def test_filter_reading_by_hand():
+    net = TransferCNN(2, filters=(2,), fc=None)
+    with torch.no_grad():
+        net.convs[0].weight[:, 0, :, 0] = torch.tensor([[1.0, -2.0, 0.0], [-1.0, -4.0, 1.0]])
+    r = filter_reading(net)
+    assert r["hat_vs_prev"] == pytest.approx(3.0) and r["opposite_sign"] == pytest.approx(0.5)
+    assert r["mean_dot"] == pytest.approx(0.5)
+
+
+def test_sweep_transfer_reuses_the_default(stream, settings):
+    comp = run_comparison(stream, settings, ["SML"], [0])
+    sweep = sweep_transfer(stream, settings.__class__(**{**settings.as_dict(), "filters": (10,)}), [0], reuse=comp)
+    assert list(zip(sweep["sweep"], sweep["value"])) == [("filters", 2), ("filters", 10), ("layers", 1), ("layers", 2)]
+    default = comp.runs()["recall@20"].iloc[0]
+    assert sweep.loc[sweep["value"].eq(10), "recall@20"].iloc[0] == default
+
+
+def test_synthetic_stream(settings):
+    st = synthetic_stream(settings, 0.5)
+    assert st.n_periods == 8 and st.data.ground_truth["params"]["long_term_weight"] == 0.5
