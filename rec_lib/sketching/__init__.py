@@ -9,3 +9,7 @@ Derived in ``book/dips.ipynb``. Modules: :mod:`~rec_lib.sketching.projection`
 :mod:`~rec_lib.sketching.case_studies` (GRU4Rec transfer and session augmentation),
 :mod:`~rec_lib.sketching.protocol` (data, settings, the experiment grid).
 """
+
+from rec_lib.sketching.protocol import CHAPTER, PRESETS, DiPSSettings
+
+__all__ = ["CHAPTER", "PRESETS", "DiPSSettings"]

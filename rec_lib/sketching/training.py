@@ -367,12 +367,15 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
                     seeds: Seeds, *, epochs: int = 3, batch_size: int = 64, lr: float = 1e-2,
                     policy_lr: float = 1e-2, dim: int = 16, layers: tuple[int, ...] = (32, 16),
                     policy_hidden: int = 64, device: torch.device | str = "cpu",
-                    init: tuple[NCF, SketchPolicy | None] | None = None, desc: str = "") -> TrainedSketcher:
+                    init: tuple[NCF, SketchPolicy | None] | None = None, include_init: bool = False,
+                    desc: str = "") -> TrainedSketcher:
     """Algorithm 1: train ``Theta`` (and ``Phi`` for DiPS / DiPS@1) over mini-batches of users.
 
     Static policies train ``Theta`` the same way with their sketches. After
     each epoch the validation users (when given) are evaluated and the best
-    epoch's parameters are kept. ``init`` warm-starts from a model (and policy).
+    epoch's parameters are kept; ``include_init`` lets the starting point
+    compete too (``best_epoch = 0``; epoch ``e`` is after ``e`` epochs).
+    ``init`` warm-starts from a model (and policy).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
@@ -392,6 +395,19 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
     train = train.to(device)
     history, val_history = [], []
     best, best_epoch, best_state = float("inf"), 0, None
+
+    def consider(epoch: int) -> None:
+        nonlocal best, best_epoch, best_state
+        score = _val_score(evaluate_sketching(model, policy, val.to(device), cfg, generator=seeds.torch_gen),
+                           cfg.explicit)
+        val_history.append(score)
+        if score < best:
+            best, best_epoch = score, epoch
+            best_state = (copy.deepcopy(model.state_dict()),
+                          copy.deepcopy(policy.state_dict()) if policy is not None else None)
+
+    if val is not None and include_init:
+        consider(0)
     for epoch in progress(range(epochs), desc=desc or f"{cfg.method} K={cfg.k} tau={cfg.tau}"):
         model.train()
         order = torch.randperm(len(train), generator=seeds.torch_gen)
@@ -402,18 +418,13 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
             losses.append(res.mean_loss)
         history.append(float(np.mean(losses)))
         if val is not None:
-            score = _val_score(evaluate_sketching(model, policy, val.to(device), cfg), cfg.explicit)
-            val_history.append(score)
-            if score < best:
-                best, best_epoch = score, epoch
-                best_state = (copy.deepcopy(model.state_dict()),
-                              copy.deepcopy(policy.state_dict()) if policy is not None else None)
+            consider(epoch + 1)
     if best_state is not None:
         model.load_state_dict(best_state[0])
         if policy is not None:
             policy.load_state_dict(best_state[1])
     model.eval()
-    return TrainedSketcher(cfg, model, policy, history, val_history, best_epoch if val is not None else epochs - 1)
+    return TrainedSketcher(cfg, model, policy, history, val_history, best_epoch if val is not None else epochs)
 
 
 def step_policy_gradient(model: NCF, policy: SketchPolicy, batch: SequenceBatch, cfg: SketchConfig, slots: torch.Tensor,
