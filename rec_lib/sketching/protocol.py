@@ -278,8 +278,8 @@ class GridResult:
 def _run(tasks: list[tuple], fn, workers: int, desc: str) -> list:
     """``fn(*task)`` for every task, in ``workers`` spawned processes (or in this one), one torch thread each.
 
-    The tensors are small: one thread per process beats two threads sharing
-    work, and on a busy machine two spinning threads can be many times slower.
+    The tensors of a step are small, so the parallelism is across processes
+    (cells of the grid), not inside the operations.
     """
     if workers <= 1 or len(tasks) <= 1:
         return [fn(*args) for args in progress(tasks, desc=desc)]

@@ -549,3 +549,23 @@ def test_prepare_data_and_run_grid(stream_data):
     assert protocol.sketch_config(s, "implicit", 4, 1, "Random").explicit is False
     with pytest.raises(ValueError, match="kinds"):
         protocol.run_grid(s, kinds=("other",))
+
+
+def test_case_study_pipelines_on_a_small_grid(stream_data):
+    s = replace(protocol.CHAPTER.make("smoke", core=5), ks=(2,), taus=(1,))
+    grid = protocol.run_grid(s, kinds=("implicit",))
+    d = protocol.prepare_data(s, "implicit", 0)
+    model, f = protocol.rebuild(s, "implicit", d.n_items, grid.artefacts[("implicit", 0, 2, 1, "DiPS")])
+    cfg = protocol.sketch_config(s, "implicit", 2, 1, "DiPS")
+    traj = case_studies.trajectory(model, f, d.batches["test"], cfg)
+    assert traj.shape == (*d.batches["test"].items.shape, 2)
+    assert torch.equal(traj, case_studies.trajectory(model, f, d.batches["test"], cfg))  # deterministic policy
+    seeds = seed_everything(0)
+    table, hist = case_studies.policy_transfer(s, d, grid.artefacts, seeds)
+    assert set(table["policy"]) == {"Random", "DiPS"} and set(table["K"]) == {2.0, np.inf} and len(hist) == s.gru_epochs
+    full = table[~np.isfinite(table.K)]["recall@20"]
+    assert full.nunique() == 1  # K = infinity: the same whole history for both policies
+    aug = case_studies.session_augmentation(s, d, grid.artefacts, seeds)
+    assert sorted(aug["K"].unique()) == [0, 2] and aug["recall@20"].between(0, 1).all()
+    with pytest.raises(KeyError, match="no DiPS policy"):
+        case_studies.policy_transfer(replace(s, ks=(4,)), d, grid.artefacts, seeds)
