@@ -155,7 +155,7 @@ def fit_session_sketch(model: SessionSketchGRU, rows: dict[str, torch.Tensor], s
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(b)
+            total += float(loss.detach()) * len(b)
         history.append(total / n)
     model.eval()
     return history

@@ -30,7 +30,7 @@ from rec_lib.sketching.training import (METHODS, SequenceBatch, SketchConfig, ev
                                         train_sketching)
 from rec_lib.utils import progress, seed_everything
 
-__all__ = ["DiPSSettings", "PRESETS", "CHAPTER", "SketchData", "prepare_data", "truncate_sequences", "run_grid",
+__all__ = ["DiPSSettings", "PRESETS", "CHAPTER", "check_datasets", "SketchData", "prepare_data", "truncate_sequences", "run_grid",
            "GridResult", "sketch_config", "rebuild"]
 
 SETTINGS_KINDS = ("explicit", "implicit")
@@ -114,6 +114,16 @@ def _datasets(settings: DiPSSettings) -> list[str]:
 
 
 CHAPTER = ChapterSpec(name="dips", settings=DiPSSettings, presets=PRESETS, datasets=_datasets)
+
+
+def check_datasets(settings: DiPSSettings) -> list[str]:
+    """Fail early, naming the file and where to get it, when a dataset the run needs is missing."""
+    names = CHAPTER.datasets(settings)
+    for name in names:
+        spec = rdata.get_spec(name)  # KeyError listing the registered names
+        if not rdata.dataset_available(name):
+            raise spec.missing_error()
+    return names
 
 
 # ---------------------------------------------------------------------------------------- data

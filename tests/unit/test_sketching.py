@@ -509,6 +509,13 @@ def test_settings_presets_and_validation():
             protocol.CHAPTER.make("smoke", **bad)
 
 
+def test_check_datasets(data_tmp):
+    with pytest.raises(KeyError, match="unknown dataset"):
+        protocol.check_datasets(protocol.CHAPTER.make("smoke", dataset="no-such-data"))
+    with pytest.raises(rdata.DatasetNotFoundError):
+        protocol.check_datasets(protocol.CHAPTER.make("smoke"))  # the data folder is empty
+
+
 def test_truncate_sequences():
     seqs = rdata.Sequences(np.array([0, 1]), np.array([0, 3, 5]), np.arange(5), np.ones(5), np.arange(5))
     out = protocol.truncate_sequences(seqs, 2)
