@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install data execute html book test test-unit test-papermill test-nbval test-browser clean
+.PHONY: help install data execute html book test test-unit test-papermill test-nbval test-browser run clean
 
 help:
 	@sed -n '2,4p' Makefile
@@ -41,6 +41,13 @@ test: data
 
 test-unit test-papermill test-nbval test-browser: data
 	@bash tests/run_tiers.sh $(subst test-,,$@)
+
+# Rerun one chapter (README): make run CHAPTER=sml [SCALE=paper] [PARAMS="SEED=1 DEVICE=cuda"]
+SCALE ?= paper
+run: data
+	@test -n "$(CHAPTER)" || { echo 'usage: make run CHAPTER=<name> [SCALE=paper] [PARAMS="NAME=VALUE ..."]'; \
+	  $(BIN)/python -m rec_lib run --list; exit 2; }
+	$(BIN)/python -m rec_lib run $(CHAPTER) --scale $(SCALE) $(foreach p,$(PARAMS),-p $(p))
 
 clean:
 	rm -rf _build runs .pytest_cache

@@ -30,6 +30,8 @@ from rec_lib.data.stats import PowerLawFit, ccdf, fit_power_law
 from rec_lib.data.synthetic import Catalogue, catalogue_sessions, drifting_stream, item_catalogue, power_law_counts
 
 from rec_lib.data import movielens as _movielens  # noqa: E402,F401  (registers ml-100k)
+from rec_lib.data import loaders as _loaders  # noqa: E402,F401  (registers the papers' datasets)
+from rec_lib.data.loaders import adressa_periods, loader_options  # noqa: E402
 
 __all__ = [
     "COLUMNS", "Interactions", "DatasetSpec", "register", "get_spec", "list_datasets", "load",
@@ -39,5 +41,5 @@ __all__ = [
     "split_user_items", "Sequences", "user_sequences",
     "SeenItems", "sample_negatives", "candidate_sets", "training_negatives",
     "drifting_stream", "power_law_counts", "Catalogue", "item_catalogue", "catalogue_sessions",
-    "PowerLawFit", "fit_power_law", "ccdf",
+    "PowerLawFit", "fit_power_law", "ccdf", "adressa_periods", "loader_options",
 ]

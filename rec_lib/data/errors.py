@@ -37,11 +37,11 @@ class DatasetFormatError(DatasetError, ValueError):
 
 
 class ChecksumError(DatasetError, ValueError):
-    """A file's sha256 differs from the one its source publishes."""
+    """A file's checksum (sha256, or md5 where the source publishes only that) differs from the published one."""
 
-    def __init__(self, path: Path | str, expected: str, actual: str, how_to_get: str = ""):
+    def __init__(self, path: Path | str, expected: str, actual: str, how_to_get: str = "", algorithm: str = "sha256"):
         super().__init__(
-            f"{path}: sha256 {actual} differs from the published {expected}; "
+            f"{path}: {algorithm} {actual} differs from the published {expected}; "
             f"the file is corrupt or another version. Delete it and fetch it again"
             + (f" ({how_to_get})" if how_to_get else "")
             + "."

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rec_lib.data.errors import DatasetNotFoundError
-from rec_lib.data.io import verify_sha256
+from rec_lib.data.io import verify_checksum
 from rec_lib.data.schema import Interactions
 from rec_lib.paths import raw_dir
 
@@ -47,6 +47,7 @@ class DatasetSpec:
     description: str = ""
     licence: str = ""
     sha256: dict[str, str] = field(default_factory=dict)
+    md5: dict[str, str] = field(default_factory=dict)  # where the source publishes only md5
     how_to_get: str = ""
     paper: str = ""  # which chapter(s) use it
 
@@ -103,7 +104,7 @@ def load(name: str, verify: bool = False, **options: Any) -> Interactions:
 
     Raises :class:`DatasetNotFoundError` (naming file, place and source) when
     no accepted layout is complete; with ``verify=True`` also checks the
-    sha256 of each file the spec lists a checksum for.
+    sha256 (or md5) of each file the spec lists a checksum for.
     """
     spec = get_spec(name)
     found = spec.find_layout()
@@ -112,7 +113,8 @@ def load(name: str, verify: bool = False, **options: Any) -> Interactions:
     index, paths = found
     if verify:
         for p in paths:
-            verify_sha256(p, spec.sha256.get(p.name), spec.how_to_get or spec.url)
+            verify_checksum(p, spec.sha256.get(p.name), spec.how_to_get or spec.url, "sha256")
+            verify_checksum(p, spec.md5.get(p.name), spec.how_to_get or spec.url, "md5")
     return spec.loader(spec.directory(), index, **options)
 
 

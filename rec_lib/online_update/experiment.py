@@ -1,0 +1,353 @@
+"""The experiments of the MeLON chapter (``book/melon.ipynb``): settings, presets, runners.
+
+One call per table or figure: :func:`run_comparison` (Table 2, Table 3,
+Figure 5: every strategy on every recommender and seed, prequentially),
+:func:`time_strategies` (Table 4: time per online batch, in rotation), and
+:func:`trained_strategies_view` (Figure 4 and the rank checks: the learning
+rates of every trained strategy on one batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rec_lib import data as rdata
+from rec_lib.config import BaseSettings, ChapterSpec, SettingsError
+from rec_lib.models import fit_pairs
+from rec_lib.online_update.analysis import BatchView
+from rec_lib.online_update.melon import MeLON
+from rec_lib.online_update.recommender import OnlineRecommender
+from rec_lib.online_update.strategies import EALS, MWNet, Default, MetaSGD, NoUpdate, S2Meta, UpdateStrategy
+from rec_lib.online_update.stream import OnlineStream, run_prequential
+from rec_lib.utils import Seeds, Stopwatch, benchmark_rotation, progress, seed_everything
+
+__all__ = [
+    "MelonSettings", "PRESETS", "CHAPTER", "STRATEGIES", "ABLATIONS", "RECOMMENDERS", "SYNTHETIC",
+    "load_stream", "pretrain", "make_strategy", "select_on_warmup", "Comparison", "run_comparison",
+    "time_strategies", "trained_strategies_view", "margin_over",
+]
+
+STRATEGIES = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "MeLON")  # SML: pending the SML chapter
+ABLATIONS = ("MeLON_I", "MeLON_P")
+RECOMMENDERS = ("BPR", "NCF")
+SYNTHETIC = "synthetic"
+PAPER_DATASETS = ("adressa", "amazon-book", "yelp")
+
+
+@dataclass(frozen=True)
+class MelonSettings(BaseSettings):
+    """Knobs of the MeLON chapter (see the chapter's parameters cell)."""
+
+    dataset: str = "ml-100k"  # the preset; "synthetic" for the drifting stream
+    max_interactions: int | None = None  # keep only the first N interactions of the stream
+    batch_size: int = 256
+    train_share: float = 0.8
+    warmup_share: float = 0.1
+    n_eval_neg: int = 99
+    n_neighbours: int = 20
+    recommenders: tuple[str, ...] = RECOMMENDERS
+    strategies: tuple[str, ...] = STRATEGIES
+    ablations: tuple[str, ...] = ABLATIONS
+    n_seeds: int = 3
+    mf_dim: int = 32
+    ncf_dim: int = 16
+    ncf_layers: tuple[int, ...] = (32, 16)
+    pretrain_epochs: int = 20
+    pretrain_lr: float = 5e-3
+    pretrain_batch: int = 1024
+    lr: float | None = None  # base learning rate eta; None: selected on the warm-up share
+    lr_grid: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0)
+    w_new_grid: tuple[float, ...] = (1.0, 2.0, 4.0)
+    eals_alpha: float = 0.4
+    meta_lr: float = 1e-3
+    melon_hidden: int = 16
+    melon_layers: int = 2
+    max_ratio: float = 4.0
+    timing_repeats: int = 10
+    gap_steps: int = 200
+    synthetic_users: int = 1000
+    synthetic_items: int = 1000
+    synthetic_drift: tuple[float, ...] = (0.2, 0.9)
+    synthetic_seeds: int = 2
+
+    def validate(self) -> None:
+        super().validate()
+        allowed = {spec.name for spec in rdata.list_datasets()} | {SYNTHETIC} | set(PAPER_DATASETS)
+        if self.dataset not in allowed:
+            raise SettingsError(f"DATASET={self.dataset!r} is not a registered dataset nor {SYNTHETIC!r}; "
+                                f"choose from {sorted(allowed)}")
+        for name in ("batch_size", "n_eval_neg", "n_neighbours", "n_seeds", "mf_dim", "ncf_dim", "pretrain_epochs",
+                     "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "gap_steps", "synthetic_users",
+                     "synthetic_items", "synthetic_seeds"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
+        if self.max_interactions is not None and self.max_interactions < 1000:
+            raise SettingsError(f"MAX_INTERACTIONS must be None or >= 1000, got {self.max_interactions}")
+        if not 0 < self.train_share < 1 or not 0 <= self.warmup_share < self.train_share:
+            raise SettingsError(f"need 0 < TRAIN_SHARE < 1 and 0 <= WARMUP_SHARE < TRAIN_SHARE, "
+                                f"got {self.train_share}, {self.warmup_share}")
+        if self.lr is None and self.warmup_share == 0:
+            raise SettingsError("LR=None selects the learning rate on the warm-up share: set WARMUP_SHARE > 0 or give LR")
+        bad = [r for r in self.recommenders if r not in RECOMMENDERS]
+        if bad or not self.recommenders:
+            raise SettingsError(f"RECOMMENDERS must be a non-empty subset of {RECOMMENDERS}, got {self.recommenders}")
+        bad = [s for s in self.strategies if s not in STRATEGIES]
+        if bad or "Default" not in self.strategies or "MeLON" not in self.strategies:
+            raise SettingsError(f"STRATEGIES must be a subset of {STRATEGIES} holding Default and MeLON, got {self.strategies}")
+        if any(a not in ABLATIONS for a in self.ablations):
+            raise SettingsError(f"ABLATIONS must be a subset of {ABLATIONS}, got {self.ablations}")
+        for name in ("lr_grid", "w_new_grid"):
+            if not getattr(self, name) or min(getattr(self, name)) <= 0:
+                raise SettingsError(f"{name.upper()} must hold positive numbers, got {getattr(self, name)}")
+        if self.lr is not None and self.lr <= 0 or self.meta_lr <= 0 or self.pretrain_lr <= 0:
+            raise SettingsError("LR, META_LR and PRETRAIN_LR must be > 0")
+        if self.max_ratio <= 1:
+            raise SettingsError(f"MAX_RATIO must be > 1, got {self.max_ratio}")
+        if not all(0 <= w <= 1 for w in self.synthetic_drift) or not self.synthetic_drift:
+            raise SettingsError(f"SYNTHETIC_DRIFT holds long-term weights in [0, 1], got {self.synthetic_drift}")
+
+
+PRESETS = {
+    "smoke": dict(max_interactions=10_000, n_seeds=2, pretrain_epochs=3, lr_grid=(0.1, 0.3), w_new_grid=(1.0, 2.0),
+                  mf_dim=16, ncf_dim=8, ncf_layers=(16, 8), timing_repeats=2, gap_steps=20, synthetic_users=200,
+                  synthetic_items=400, synthetic_drift=(0.2,), synthetic_seeds=1),
+    "tutorial": {},
+    "paper": dict(dataset="adressa", n_seeds=5, mf_dim=64, ncf_dim=64, ncf_layers=(128, 64, 32), pretrain_epochs=30,
+                  pretrain_batch=4096, lr_grid=(0.01, 0.03, 0.1, 0.3, 1.0), melon_hidden=32, timing_repeats=20,
+                  synthetic_users=10_000, synthetic_items=5000, synthetic_seeds=5),
+}
+
+
+def _datasets(settings: MelonSettings) -> list[str]:
+    return [] if settings.dataset == SYNTHETIC else [settings.dataset]
+
+
+CHAPTER = ChapterSpec(name="melon", settings=MelonSettings, presets=PRESETS, datasets=_datasets)
+
+
+# ------------------------------------------------------------------------- pieces
+def load_stream(settings: MelonSettings, seed: int, long_term_weight: float | None = None) -> OnlineStream:
+    """The chronological stream of ``settings.dataset`` (or a synthetic drifting one) in batches.
+
+    ``long_term_weight`` (or ``dataset="synthetic"``) draws
+    :func:`rec_lib.data.drifting_stream` with that weight ``w`` of stable
+    tastes (``w`` small: fast drift). The stream's random draws use ``seed``.
+    """
+    if long_term_weight is not None or settings.dataset == SYNTHETIC:
+        w = settings.synthetic_drift[0] if long_term_weight is None else long_term_weight
+        data = rdata.drifting_stream(n_users=settings.synthetic_users, n_items=settings.synthetic_items,
+                                     long_term_weight=w, max_interactions=min(400, settings.synthetic_items // 2),
+                                     seed=seed)
+    else:
+        data = rdata.load(settings.dataset)
+    if settings.max_interactions is not None and len(data) > settings.max_interactions:
+        data = data.subset(np.arange(settings.max_interactions))
+    return OnlineStream(data, settings.batch_size, settings.train_share, settings.warmup_share,
+                        settings.n_eval_neg, settings.n_neighbours, seed=seed)
+
+
+def pretrain(kind: str, stream: OnlineStream, settings: MelonSettings, seeds: Seeds,
+             device: torch.device | str = "cpu") -> OnlineRecommender:
+    """The offline recommender: BPR-MF (BPR loss) or NCF (log loss), trained on the pre-training share."""
+    dim = settings.mf_dim if kind == "BPR" else settings.ncf_dim
+    torch.manual_seed(seeds.seed)  # the model's initialisation
+    rec = OnlineRecommender.build(kind, stream.n_users, stream.n_items, dim, settings.ncf_layers, device)
+    pre = stream.pretrain
+    fit_pairs(rec.model, pre.users, pre.items, stream.seen_pretrain, seeds, loss=rec.loss,
+              epochs=settings.pretrain_epochs, batch_size=settings.pretrain_batch, lr=settings.pretrain_lr,
+              device=device, desc=f"pre-train {kind}")
+    rec.model.eval()
+    return rec
+
+
+def make_strategy(name: str, settings: MelonSettings, lr: float, w_new: float = 1.0, seed: int = 0) -> UpdateStrategy:
+    """A fresh strategy of Table 2 / Table 3 by name, with base learning rate ``lr``."""
+    s = settings
+    table: dict[str, Callable[[], UpdateStrategy]] = {
+        "No update": lambda: NoUpdate(),
+        "Default": lambda: Default(lr),
+        "eALS": lambda: EALS(lr, w_new=w_new, alpha=s.eals_alpha, seed=seed),
+        "MWNet": lambda: MWNet(lr, s.meta_lr),
+        "MetaSGD": lambda: MetaSGD(lr, s.meta_lr),
+        "S2Meta": lambda: S2Meta(lr, s.meta_lr, max_ratio=s.max_ratio),
+        "MeLON": lambda: MeLON(lr, s.meta_lr, "2D", s.melon_hidden, s.melon_layers, s.max_ratio),
+        "MeLON_I": lambda: MeLON(lr, s.meta_lr, "I", s.melon_hidden, s.melon_layers, s.max_ratio),
+        "MeLON_P": lambda: MeLON(lr, s.meta_lr, "P", s.melon_hidden, s.melon_layers, s.max_ratio),
+    }
+    if name not in table:
+        raise ValueError(f"unknown strategy {name!r}; known: {list(table)}")
+    return table[name]()
+
+
+def select_on_warmup(rec: OnlineRecommender, stream: OnlineStream, make: Callable[[float], UpdateStrategy],
+                     grid: Sequence[float], metric: str = "ndcg@10") -> tuple[float, pd.DataFrame]:
+    """The grid value whose strategy does best, prequentially, on the *warm-up* batches.
+
+    Test batches are never touched: this is the validation of the protocol.
+    """
+    rows = []
+    for value in grid:
+        r = rec.clone()
+        res = run_prequential(r.rank, make(value).bind(r, stream).step, stream, phases=("warmup",), evaluate=("warmup",))
+        rows.append({"value": value, metric: res.metrics()[metric]})
+    table = pd.DataFrame(rows)
+    return float(table.loc[table[metric].idxmax(), "value"]), table
+
+
+# ----------------------------------------------------------------- Table 2, 3, Fig 5
+@dataclass
+class Comparison:
+    """Everything :func:`run_comparison` measured.
+
+    ``runs``: one row per (recommender, strategy, seed) with HR@k, NDCG@k and
+    the wall seconds of the online pass; ``per_batch``: NDCG@10 etc. per test
+    batch; ``selection``: the warm-up validation of ``eta`` and ``w_new``;
+    ``kept``: the trained strategies and recommenders of the first seed, for
+    the learning-rate analysis.
+    """
+
+    runs: pd.DataFrame
+    per_batch: pd.DataFrame
+    selection: pd.DataFrame
+    rates: dict[str, dict[str, float]]
+    kept: dict[tuple[str, str], tuple[UpdateStrategy, OnlineRecommender]] = field(default_factory=dict)
+    streams: dict[int, OnlineStream] = field(default_factory=dict)
+
+
+def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", strategies: Sequence[str] | None = None,
+                   recommenders: Sequence[str] | None = None, n_seeds: int | None = None,
+                   long_term_weight: float | None = None, keep_first_seed: bool = True,
+                   ablations_on: Sequence[str] = ("BPR",)) -> Comparison:
+    """Every strategy on every recommender and seed, evaluated prequentially on the test batches.
+
+    Per seed: the stream's draws, the pre-training and every meta-model's
+    initialisation change. ``eta`` (Default's rate, used by every strategy as
+    its base rate) and eALS's ``w_new`` are selected on the first seed's
+    warm-up share unless ``settings.lr`` is given. "No update" is always run;
+    the ablations (when ``strategies`` is None) on the recommenders ``ablations_on``
+    (Table 3 reports BPR-MF).
+    """
+    base = ["No update", *(strategies if strategies is not None else settings.strategies)]
+    kinds = list(recommenders if recommenders is not None else settings.recommenders)
+    n_seeds = n_seeds or settings.n_seeds
+    runs, per_batch, selection, rates, kept, streams = [], [], [], {}, {}, {}
+    for rep in range(n_seeds):
+        seed = settings.seed + rep
+        stream = load_stream(settings, seed, long_term_weight)
+        streams[seed] = stream
+        for kind in kinds:
+            seeds = seed_everything(seed)
+            rec0 = pretrain(kind, stream, settings, seeds, device)
+            if kind not in rates:
+                if settings.lr is None:
+                    lr, t1 = select_on_warmup(rec0, stream, lambda v: Default(v), settings.lr_grid)
+                else:
+                    lr, t1 = settings.lr, pd.DataFrame()
+                w_new, t2 = select_on_warmup(rec0, stream, lambda v: make_strategy("eALS", settings, lr, v, seed),
+                                             settings.w_new_grid) if "eALS" in base else (1.0, pd.DataFrame())
+                rates[kind] = {"lr": lr, "w_new": w_new}
+                for what, t in (("eta", t1), ("w_new", t2)):
+                    if len(t):
+                        selection.append(t.assign(recommender=kind, parameter=what))
+            names = base + (list(settings.ablations) if strategies is None and kind in ablations_on else [])
+            for name in progress(names, desc=f"seed {seed} {kind}"):
+                torch.manual_seed(seed)  # meta-model initialisation
+                rec = rec0.clone()
+                strat = make_strategy(name, settings, rates[kind]["lr"], rates[kind]["w_new"], seed).bind(rec, stream)
+                sw = Stopwatch()
+                with sw("online"):
+                    res = run_prequential(rec.rank, strat.step, stream)
+                n_batches = len(stream.batches("warmup")) + len(stream.batches("test"))
+                runs.append({"recommender": kind, "strategy": name, "seed": seed, **res.metrics(),
+                             "seconds_per_batch": sw.total("online") / n_batches})
+                per_batch.append(res.per_batch.assign(recommender=kind, strategy=name, seed=seed))
+                if keep_first_seed and rep == 0:
+                    kept[(kind, name)] = (strat, rec)
+    sel = pd.concat(selection, ignore_index=True) if selection else pd.DataFrame()
+    return Comparison(pd.DataFrame(runs), pd.concat(per_batch, ignore_index=True), sel, rates, kept, streams)
+
+
+# ------------------------------------------------------------------------ Table 4
+def time_strategies(comparison: Comparison, recommender: str, names: Sequence[str], repeats: int = 10,
+                    ) -> pd.DataFrame:
+    """Table 4: seconds per online batch update of each strategy, timed in rotation.
+
+    Each strategy continues from its trained state (first seed) on a copy of
+    its recommender and steps through the test batches, one batch per call,
+    the strategies taking turns (:func:`rec_lib.utils.benchmark_rotation`).
+    Returns median seconds and the ratio to Default.
+    """
+    seed = min(comparison.streams)
+    batches = comparison.streams[seed].batches("test")
+    fns = {}
+    for name in names:
+        strat, rec = comparison.kept[(recommender, name)]
+        twin = _continue(strat, rec, comparison.streams[seed])
+        it = iter(range(10**9))
+        fns[name] = (lambda s=twin, it=it: s.step(batches[next(it) % len(batches)]))
+    df = benchmark_rotation(fns, repeats=repeats, warmup=1, baseline="Default" if "Default" in names else None)
+    df["x Default"] = df["median_s"] / df.loc["Default", "median_s"] if "Default" in df.index else np.nan
+    return df[["median_s", "min_s", "max_s", "n", "x Default"]]
+
+
+def _continue(strategy: UpdateStrategy, rec: OnlineRecommender, stream: OnlineStream) -> UpdateStrategy:
+    """A deep copy of a trained strategy bound to a copy of its recommender (for timing)."""
+    import copy
+
+    saved = strategy.rec, strategy.stream
+    strategy.rec = strategy.stream = None
+    try:
+        twin = copy.deepcopy(strategy)
+    finally:
+        strategy.rec, strategy.stream = saved
+    twin.rec, twin.stream = rec.clone(), stream
+    return twin
+
+
+# ------------------------------------------------------------------ Figure 4, ranks
+def trained_strategies_view(comparison: Comparison, recommender: str, n_interactions: int = 64
+                            ) -> tuple[BatchView, dict[str, UpdateStrategy]]:
+    """The first ``n_interactions`` of the last test batch that has that many, seen by MeLON's final recommender.
+
+    Returns the :class:`BatchView` and the trained strategies of the first
+    seed (for their learning-rate matrices on that same grid).
+    """
+    seed = min(comparison.streams)
+    test = comparison.streams[seed].batches("test")
+    batch = next((b for b in reversed(test) if len(b) >= n_interactions), test[-1])
+    from dataclasses import replace
+
+    sub = replace(batch, rows=batch.rows[:n_interactions],
+                  **{k: getattr(batch, k)[:n_interactions] for k in
+                     ("users", "items", "negatives", "timestamps", "candidates", "user_nbrs", "user_nbrs_mask",
+                      "item_nbrs", "item_nbrs_mask")})
+    _, rec = comparison.kept[(recommender, "MeLON")]
+    view = BatchView(rec, sub)
+    strategies = {name: s for (kind, name), (s, _) in comparison.kept.items() if kind == recommender}
+    return view, strategies
+
+
+# ------------------------------------------------------------------------ claims
+def margin_over(runs: pd.DataFrame, target: str, others: Sequence[str], metric: str = "hr@5",
+                recommender: str | None = None) -> dict[str, float | str]:
+    """How far ``target`` is ahead of the best of ``others`` on ``metric`` (means over seeds).
+
+    Returns the margin, its standard error (``sqrt(s_a^2/n_a + s_b^2/n_b)``,
+    the tolerance of a verdict), the best competitor and both means.
+    """
+    df = runs if recommender is None else runs[runs["recommender"] == recommender]
+    g = df.groupby("strategy")[metric]
+    missing = [s for s in (target, *others) if s not in g.groups]
+    if missing:
+        raise KeyError(f"strategies {missing} were not run (have {sorted(g.groups)})")
+    mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.size()
+    best = max(others, key=lambda s: mean[s])
+    se = float(np.sqrt(std[target] ** 2 / n[target] + std[best] ** 2 / n[best]))
+    return {"margin": float(mean[target] - mean[best]), "se": se, "best_other": best,
+            "target_mean": float(mean[target]), "best_mean": float(mean[best]),
+            "relative": float((mean[target] - mean[best]) / mean[best]) if mean[best] > 0 else float("nan")}
