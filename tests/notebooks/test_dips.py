@@ -26,5 +26,6 @@ def test_dips_chapter_ledger(smoke_run):
     assert set(fig2a["policy"]) == set(fig2b["policy"]) == {"Random", "DiPS"}
     assert fig2b[fig2b.K == 0]["recall@20"].nunique() == 1  # K = 0: the same session-only model
     ids = {c["id"] for c in led["claims"]}
-    assert {"rmse-dips-below-random-tau1", "half-the-items-explicit", "dips-beats-dips1", "queue-gradient-close",
-            "transfer-gru4rec", "sessions-augmented"} <= ids
+    assert {"rmse-dips-below-random-tau1", "learned-best-explicit", "half-the-items-explicit", "dips-beats-dips1",
+            "queue-gradient-close", "transfer-gru4rec", "sessions-augmented"} <= ids
+    assert all(c["verdict"] in ("holds", "does not hold", "inconclusive") for c in led["claims"])
