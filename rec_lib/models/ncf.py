@@ -66,20 +66,35 @@ class NCF(nn.Module):
 
         ``items``: ``[B]`` (one per row), ``[B, K]`` (K per row), or ``None``
         (the whole catalogue, ``[B, n_items]``).
+
+        The ``[B, K, .]`` concatenations are never built: the first MLP layer
+        is split into its user and item halves (``W [u; i] = W_u u + W_i i``)
+        and the GMF branch's share of the output layer is
+        ``(h_G * p^G) . q^G``, a matrix product against the whole catalogue.
+        Same function as the concatenated form, several times less work.
         """
         ug, um = user_vec[..., : self.dim_gmf], user_vec[..., self.dim_gmf :]
+        w_gmf, w_mlp = self.out.weight[0, : self.dim_gmf], self.out.weight[0, self.dim_gmf :]
         if items is None:
-            B = user_vec.shape[0]
-            ig = self.item_gmf.weight.unsqueeze(0).expand(B, -1, -1)
-            im = self.item_mlp.weight.unsqueeze(0).expand(B, -1, -1)
+            ig, im = self.item_gmf.weight, self.item_mlp.weight  # [P, d]
+            gmf = (ug * w_gmf) @ ig.T  # [B, P]
+            um = um.unsqueeze(-2)  # [B, 1, d], broadcast against the catalogue
         else:
             ig, im = self.item_gmf(items), self.item_mlp(items)
-        if ig.ndim == ug.ndim + 1:  # several items per user row
-            ug = ug.unsqueeze(-2).expand(*ig.shape[:-1], -1)
-            um = um.unsqueeze(-2).expand(*im.shape[:-1], -1)
-        h = self.mlp(torch.cat([um, im], dim=-1))
-        s = self.out(torch.cat([ug * ig, h], dim=-1)).squeeze(-1)
+            if ig.ndim == ug.ndim + 1:  # several items per user row
+                ug, um = ug.unsqueeze(-2), um.unsqueeze(-2)
+            gmf = (ug * w_gmf * ig).sum(-1)
+        s = gmf + self._mlp_branch(um, im) @ w_mlp + self.out.bias[0]
         return s + self.offset if self.offset is not None else s
+
+    def _mlp_branch(self, um: torch.Tensor, im: torch.Tensor) -> torch.Tensor:
+        """``MLP([p^M ; q^M])`` with ``um`` and ``im`` broadcast against each other."""
+        if len(self.mlp) == 0:
+            shape = torch.broadcast_shapes(um.shape, im.shape)
+            return torch.cat([um.expand(shape), im.expand(shape)], dim=-1)
+        first = self.mlp[0]
+        pre = um @ first.weight[:, : self.dim_mlp].T + im @ first.weight[:, self.dim_mlp :].T + first.bias
+        return self.mlp[1:](pre)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         return self.score_with_user(self.user_vector(users), items)

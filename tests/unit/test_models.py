@@ -143,3 +143,38 @@ def test_pair_batches_cover_rows_with_unseen_negatives(stream):
         assert not seen.contains(stream.users[b.numpy()][:, None], neg.numpy()).any()
     with pytest.raises(ValueError, match="at least one positive"):
         next(models.pair_batches(np.array([], dtype=np.int64), seen, seeds))
+
+
+def _ncf_concat_reference(m, user_vec, items):
+    """NeuMF written with the concatenations (He et al.'s form), to check the factored one."""
+    ug, um = user_vec[..., : m.dim_gmf], user_vec[..., m.dim_gmf :]
+    if items is None:
+        ig = m.item_gmf.weight.unsqueeze(0).expand(len(user_vec), -1, -1)
+        im = m.item_mlp.weight.unsqueeze(0).expand(len(user_vec), -1, -1)
+    else:
+        ig, im = m.item_gmf(items), m.item_mlp(items)
+    if ig.ndim == ug.ndim + 1:
+        ug = ug.unsqueeze(-2).expand(*ig.shape[:-1], -1)
+        um = um.unsqueeze(-2).expand(*im.shape[:-1], -1)
+    h = m.mlp(torch.cat([um, im], dim=-1))
+    s = m.out(torch.cat([ug * ig, h], dim=-1)).squeeze(-1)
+    return s + m.offset if m.offset is not None else s
+
+
+@pytest.mark.parametrize("layers", [(8, 4), (6,), ()])
+def test_ncf_factored_scores_equal_concatenated_form(layers):
+    torch.manual_seed(0)
+    m = models.NCF(4, 11, dim_gmf=3, dim_mlp=5, layers=layers, explicit=True, init_std=0.5)
+    with torch.no_grad():
+        m.offset.fill_(0.3)
+    vec = torch.randn(4, m.user_dim, dtype=torch.float32)
+    for items in (None, torch.tensor([1, 2, 3, 10]), torch.tensor([[0, 1], [2, 3], [4, 5], [9, 10]])):
+        got, ref = m.score_with_user(vec, items), _ncf_concat_reference(m, vec, items)
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, atol=1e-5)
+    # gradients w.r.t. the user vector agree too (DiPS's inner loop differentiates them)
+    v1 = vec.clone().requires_grad_(True)
+    v2 = vec.clone().requires_grad_(True)
+    (g1,) = torch.autograd.grad(m.score_with_user(v1).pow(2).sum(), v1)
+    (g2,) = torch.autograd.grad(_ncf_concat_reference(m, v2, None).pow(2).sum(), v2)
+    assert torch.allclose(g1, g2, atol=1e-4)
