@@ -154,3 +154,22 @@ def test_execute_records_the_run_and_keeps_a_failed_notebook(tmp_path, monkeypat
     assert err.value.notebook.exists()
     assert '"status": "failed"' in (err.value.folder / "run.json").read_text()
     assert err.value.folder != result.folder
+
+
+@pytest.mark.parametrize("chapter", chapters.available())
+def test_notebook_defaults_keep_each_scales_datasets(chapter):
+    """A literal in the parameters cell must not override a preset: with the
+    notebook's defaults, every scale reads the datasets its preset names (a
+    literal DATASET = "ml-100k" once made --scale paper run on ML-100K)."""
+    import typing
+
+    spec = chapters.chapter_spec(chapter)
+    cell = rerun.notebook_parameters(rerun.book_dir() / f"{chapter}.ipynb")
+    fields = typing.get_type_hints(spec.settings)
+    # SEED and DEVICE apply to every scale alike; the other knobs must be None
+    keep = {"SCALE", "SEED", "DEVICE"}
+    pinned = {n: v for n, v in cell.items() if n not in keep and v is not None and n.lower() in fields}
+    assert not pinned, f"{chapter}: parameters that override every preset: {pinned}"
+    for scale in ("smoke", "tutorial", "paper"):
+        from_cell = spec.make(scale, **{n.lower(): v for n, v in cell.items() if n != "SCALE" and n.lower() in fields})
+        assert list(spec.datasets(from_cell)) == list(spec.datasets(spec.make(scale)))
