@@ -23,7 +23,7 @@ from torch import nn
 
 from rec_lib.data.sampling import SeenItems
 from rec_lib.models.losses import bce_loss, bpr_loss
-from rec_lib.models.training import pair_batches
+from rec_lib.models.training import _optimizer, pair_batches
 from rec_lib.utils import Seeds, progress
 
 __all__ = ["Caser", "fit_caser"]
@@ -116,9 +116,7 @@ def fit_caser(
     if not len(users) == len(items) == len(windows) or len(users) == 0:
         raise ValueError(f"users, windows and items must be non-empty and of equal length, "
                          f"got {len(users)}, {len(windows)}, {len(items)}")
-    if lr <= 0:
-        raise ValueError(f"learning rate must be > 0, got {lr}")
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = _optimizer(model, lr, weight_decay)
     u_all = torch.tensor(np.asarray(users), dtype=torch.long)
     w_all = torch.tensor(windows, dtype=torch.long)
     i_all = torch.tensor(np.asarray(items), dtype=torch.long)
