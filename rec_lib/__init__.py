@@ -13,8 +13,15 @@ Modules, one per problem (each holds a paper's method beside its baselines):
 - :mod:`rec_lib.config`: scale presets (``smoke``/``tutorial``/``paper``).
 - :mod:`rec_lib.utils`: seeding, device choice, progress bars, timing.
 - :mod:`rec_lib.plotting`: the one plotting style of the book.
+- :mod:`rec_lib.numerics`: pinned kernels and threads (same seed, same numbers).
+- :mod:`rec_lib.evidence`: typed claims with paired intervals (the claims tables).
 """
 
 __version__ = "0.1.0"
+
+# Pin the numerics before anything computes (rec_lib.numerics explains each setting).
+from rec_lib import numerics as _numerics  # noqa: E402
+
+_numerics.pin()
 
 from rec_lib.paths import repo_root, data_dir, raw_dir, cache_dir, results_dir  # noqa: E402,F401

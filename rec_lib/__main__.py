@@ -9,6 +9,7 @@ run CHAPTER --scale paper -p NAME=VALUE ...
                         rerun a chapter through papermill into runs/<chapter>-<timestamp>/
 run --list              the chapters that can be rerun and their parameters
 datasets                the registered datasets, where their files go, and whether they are present
+numerics [--shell]      the pinned numerics in effect (rec_lib.numerics); --shell: export lines
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ def _datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numerics(args: argparse.Namespace) -> int:
+    import json
+
+    from rec_lib import numerics
+
+    print(numerics.shell_exports() if args.shell else json.dumps(numerics.describe(), indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rec_lib", description="rec_lib: the book's command line")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
     d = sub.add_parser("datasets", help="list the registered datasets and whether their files are present")
     d.set_defaults(func=_datasets)
+    n = sub.add_parser("numerics", help="the pinned numerics (kernels, threads) in effect")
+    n.add_argument("--shell", action="store_true", help="print export lines for a shell script")
+    n.set_defaults(func=_numerics)
     return p
 
 

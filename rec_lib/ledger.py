@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -144,6 +145,7 @@ class Ledger:
     timings: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter, repr=False)
 
     def __post_init__(self) -> None:
         if not self.chapter or not self.chapter.replace("_", "").replace("-", "").isalnum():
@@ -189,10 +191,15 @@ class Ledger:
 
     # -- output --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The ledger as JSON-ready data; ``timings.wall_s`` is the time since the ledger was made."""
+        from rec_lib import numerics
+
+        self.timings["wall_s"] = round(time.perf_counter() - self.started, 1)
         return {
             "chapter": self.chapter,
             "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "versions": library_versions(),
+            "numerics": numerics.describe(),
             "settings": _jsonable(self.settings),
             "metrics": self.metrics,
             "tables": self.tables,

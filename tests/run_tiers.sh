@@ -7,6 +7,8 @@ BIN=.venv/bin
 REPORTS=_build/test-reports
 mkdir -p "$REPORTS"
 export REC_LIB_PROGRESS=0
+# Pinned numerics (rec_lib.numerics) for every tier and every kernel it starts.
+eval "$("$BIN/python" -m rec_lib numerics --shell)"
 tiers=("$@")
 [ "${tiers[0]:-all}" = all ] && tiers=(html unit papermill nbval browser)
 

@@ -1,0 +1,185 @@
+"""Pinned numerics: the same seed gives the same numbers on any x86-64 machine of our kind.
+
+Training on another CPU drifts in the last digits when the libraries pick
+other kernels: torch's vectorised kernels follow the CPU's widest instruction
+set, MKL and oneDNN dispatch on the CPU model, reductions split by thread
+count, and a multithreaded HNSW build inserts nodes in a racy order. This
+module fixes each of them, in one place:
+
+===========================  =========  ==========================================
+environment variable          value      what it pins
+===========================  =========  ==========================================
+``ATEN_CPU_CAPABILITY``       ``avx2``   torch's vectorised CPU kernels (AVX2 on
+                                         every x86-64 CPU of this decade, also
+                                         those with AVX-512)
+``MKL_CBWR``                  ``AVX2``   MKL's conditional numerical
+                                         reproducibility branch (torch's BLAS)
+``ONEDNN_MAX_CPU_ISA``        ``AVX2``   oneDNN (torch's convolutions)
+``NPY_DISABLE_CPU_FEATURES``  AVX-512    NumPy's SIMD loops stay at AVX2 (read
+                                         when NumPy is imported: effective in
+                                         processes started with :func:`environment`)
+``OMP_NUM_THREADS`` and       ``2``      thread counts: reductions split the same
+``MKL_NUM_THREADS`` /                    way on every machine
+``OPENBLAS_NUM_THREADS``
+===========================  =========  ==========================================
+
+plus, in the process: torch's intra-op threads (:data:`THREADS`), one inter-op
+thread, deterministic algorithms, and :func:`single_threaded_build` around
+every index build (FAISS HNSW).
+
+``rec_lib`` calls :func:`pin` when it is imported, so notebooks, papermill,
+nbval and ``python -m rec_lib run`` all go through it; the launchers
+(``python -m rec_lib run``/``execute``, ``tests/run_tiers.sh``) also pass
+:func:`environment` to the kernels they start, so NumPy is pinned from its
+import. A variable already set in the environment is kept (that is how the
+test suite emulates another CPU: ``ATEN_CPU_CAPABILITY=default``), and every
+ledger records what was in effect under ``numerics`` (:func:`describe`).
+
+``REC_LIB_THREADS`` changes the thread count (numbers may then differ in the
+last digits from the committed ones; the ledger says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["THREADS", "PINNED", "environment", "pin", "describe", "single_threaded_build", "shell_exports"]
+
+#: torch intra-op threads (and OpenMP/MKL/OpenBLAS threads) of every process.
+THREADS = 2
+
+_NPY_AVX512 = (
+    "AVX512F AVX512CD AVX512VL AVX512BW AVX512DQ AVX512_SKX AVX512_CLX AVX512_CNL "
+    "AVX512_ICL AVX512_SPR AVX512_KNL AVX512_KNM X86_V4"
+)
+
+
+def _threads() -> int:
+    raw = os.environ.get("REC_LIB_THREADS", str(THREADS))
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"REC_LIB_THREADS={raw!r} is not an integer; unset it or give a count such as 2") from None
+    if n < 1:
+        raise ValueError(f"REC_LIB_THREADS={n} must be >= 1")
+    return n
+
+
+def _pinned() -> dict[str, str]:
+    n = str(_threads())
+    return {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "DNNL_MAX_CPU_ISA": "AVX2",
+        "NPY_DISABLE_CPU_FEATURES": _NPY_AVX512,
+        "OMP_NUM_THREADS": n,
+        "MKL_NUM_THREADS": n,
+        "OPENBLAS_NUM_THREADS": n,
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    }
+
+
+#: The pinned variables at the default thread count (documentation and tests).
+PINNED = _pinned()
+
+
+def environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default ``os.environ``) with every pinned variable that it lacks added.
+
+    Pass the result as ``env=`` to a process that starts a kernel, so the
+    kernel's libraries are pinned from their first import.
+    """
+    env = dict(os.environ if base is None else base)
+    for key, value in _pinned().items():
+        env.setdefault(key, value)
+    return env
+
+
+_STATE: dict[str, Any] = {}
+
+
+def pin() -> dict[str, Any]:
+    """Pin this process's numerics (idempotent); returns :func:`describe`'s record.
+
+    Sets the pinned environment variables that are not set yet (torch reads
+    ``ATEN_CPU_CAPABILITY`` and MKL ``MKL_CBWR`` at their first operation,
+    so this works after ``import torch`` as long as nothing was computed),
+    then torch's thread counts and deterministic algorithms.
+    """
+    if not _STATE:
+        _STATE["numpy_imported_before_pin"] = "numpy" in sys.modules
+        _STATE["torch_imported_before_pin"] = "torch" in sys.modules
+    for key, value in _pinned().items():
+        os.environ.setdefault(key, value)
+    if "torch" in sys.modules:
+        _pin_torch()
+    return describe()
+
+
+def _pin_torch() -> None:
+    import torch
+
+    n = _threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    if torch.get_num_interop_threads() != 1:
+        with contextlib.suppress(RuntimeError):  # only settable before inter-op work starts
+            torch.set_num_interop_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    _STATE["torch_pinned"] = True
+
+
+def describe() -> dict[str, Any]:
+    """What is in effect: the variables, torch's kernel level and threads, NumPy's SIMD.
+
+    Stored in every ledger under ``numerics``; two ledgers whose records
+    differ were not computed with the same kernels.
+    """
+    out: dict[str, Any] = {k: os.environ.get(k) for k in _pinned()}
+    out["threads"] = _threads()
+    if "torch" in sys.modules:
+        import torch
+
+        _pin_torch()
+        out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        out["torch_threads"] = torch.get_num_threads()
+        out["torch_interop_threads"] = torch.get_num_interop_threads()
+        out["torch_deterministic"] = torch.are_deterministic_algorithms_enabled()
+    if "numpy" in sys.modules:
+        try:
+            from numpy._core._multiarray_umath import __cpu_features__ as feats
+        except ImportError:  # pragma: no cover - numpy < 2
+            feats = {}
+        out["numpy_avx512_in_use"] = any(v for k, v in feats.items() if k.startswith("AVX512"))
+    out["numpy_imported_before_pin"] = _STATE.get("numpy_imported_before_pin")
+    return out
+
+
+@contextlib.contextmanager
+def single_threaded_build() -> Iterator[None]:
+    """Run an index build on one OpenMP thread (FAISS HNSW inserts racily otherwise).
+
+    Searches stay multithreaded: each query's result does not depend on the
+    thread that computes it.
+    """
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def shell_exports() -> str:
+    """``export NAME=VALUE`` lines of the pinned variables, as :func:`environment` would set them."""
+    import shlex
+
+    env = environment({k: v for k, v in os.environ.items() if k in _pinned()})
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
