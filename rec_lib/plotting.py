@@ -2,7 +2,9 @@
 
 Call :func:`use_style` once per notebook; then every figure shares fonts,
 sizes, palette and grid. Methods get stable colours through :func:`method_colors`
-so "SML" is the same colour in every figure of a chapter.
+so "SML" is the same colour in every figure of a chapter; ordered parameters
+(epsilon, K, S, ...) get a sequential palette through :func:`ordinal_colors`,
+dark for small values and light for large ones, in every chapter.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["use_style", "method_colors", "subplots", "line_by_method", "heatmap", "annotate_bars", "log_axes", "PALETTE"]
+__all__ = ["use_style", "method_colors", "ordinal_colors", "subplots", "line_by_method", "heatmap", "annotate_bars",
+           "log_axes", "PALETTE", "ORDINAL_PALETTE"]
 
 PALETTE = "colorblind"
+ORDINAL_PALETTE = "viridis"  # sequential, colour-blind safe, readable in greyscale
 _RC = {
     "figure.figsize": (6.4, 3.8),
     "figure.dpi": 110,
@@ -40,6 +44,33 @@ def method_colors(methods: Sequence[str]) -> dict[str, tuple]:
     """A stable colour per method name, in the given order."""
     colors = sns.color_palette(PALETTE, n_colors=max(len(methods), 1))
     return {m: colors[i % len(colors)] for i, m in enumerate(methods)}
+
+
+def ordinal_colors(values, palette: str = ORDINAL_PALETTE, domain=None) -> dict:
+    """A colour per value of an ordered parameter (epsilon, K, S, ...), in sorted order along ``palette``.
+
+    The smallest value gets the palette's first (darkest, for ``viridis``)
+    colour and the largest its last, whatever the order of ``values``;
+    repeated values count once. Pass ``domain`` (every value the chapter uses)
+    to give a value the same colour in figures that show only some of them:
+    colours are then spread over ``domain`` and the dict holds ``values``
+    only. Use it as ``hue_order=sorted(colors), palette=colors`` in seaborn.
+    """
+    def unique(xs):
+        return list(dict.fromkeys(xs.tolist() if hasattr(xs, "tolist") else list(xs)))
+
+    vals = unique(values)
+    dom = vals if domain is None else unique(domain)
+    try:
+        dom = sorted(dom)
+    except TypeError as e:
+        raise ValueError(f"ordinal_colors needs mutually comparable values, got {dom!r}") from e
+    missing = [v for v in vals if v not in dom]
+    if missing:
+        raise ValueError(f"values {missing!r} are not in domain {dom!r}")
+    colors = sns.color_palette(palette, n_colors=max(len(dom), 1))
+    pos = {v: i for i, v in enumerate(dom)}
+    return {v: colors[pos[v]] for v in sorted(vals)}
 
 
 def subplots(ncols: int = 1, nrows: int = 1, width: float = 6.4, height: float = 3.8, **kw):
