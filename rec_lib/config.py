@@ -14,18 +14,28 @@ Every chapter declares a frozen dataclass of its settings and a preset table::
 ``None`` for an override means "keep the preset's value", so a notebook's
 ``parameters`` cell can hold ``EPOCHS = None`` and papermill can override it.
 Unknown names, wrong types and unknown scales raise before any work starts.
+
+A notebook's settings cell calls ``CHAPTER.make(SCALE, seed=SEED, ...)``
+(:meth:`ChapterSpec.make`). Called from a notebook, ``make`` also refuses,
+before any work, what plain papermill lets through: a parameter name that
+neither the ``parameters`` cell nor the settings know (papermill only warns
+about ``-p SEEED 1`` and runs on the defaults), a device that does not exist,
+and a dataset the settings need that is not in ``data/raw/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SCALES", "BaseSettings", "make_settings", "SettingsError", "ChapterSpec"]
+__all__ = ["SCALES", "BaseSettings", "make_settings", "SettingsError", "ChapterSpec", "unknown_parameters",
+           "NOT_PARAMETERS"]
 
 SCALES = ("smoke", "tutorial", "paper")
 
@@ -144,6 +154,45 @@ def _dataset_of(settings: BaseSettings) -> list[str]:
     return [settings.dataset]
 
 
+# Upper-case names a notebook binds before its settings cell that are not parameters (constants it imports).
+NOT_PARAMETERS = frozenset({"CHAPTER", "METHODS", "ABLATIONS", "COLORS"})
+_PARAMETER_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_LITERAL_TYPES = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set)  # what papermill injects
+
+
+def _called_from_notebook(namespace: Mapping[str, Any]) -> bool:
+    """True for a notebook's (or script's) namespace holding the ``SCALE`` parameter; not for library code or tests."""
+    return namespace.get("__name__") == "__main__" and "SCALE" in namespace
+
+
+def _imported_from_rec_lib(name: str, value: Any) -> bool:
+    """True when ``value`` is a loaded ``rec_lib`` module's attribute of the same name (an imported constant)."""
+    for module_name, module in list(sys.modules.items()):
+        if (module_name == "rec_lib" or module_name.startswith("rec_lib.")) and module is not None:
+            if getattr(module, name, _MISSING) is value:
+                return True
+    return False
+
+
+_MISSING = object()
+
+
+def unknown_parameters(namespace: Mapping[str, Any], known: typing.Iterable[str]) -> list[str]:
+    """The all-upper-case literal names of ``namespace`` that are not in ``known`` (nor imported constants).
+
+    papermill injects its ``-p`` values as upper-case literals into the
+    notebook's namespace; a name the notebook does not use is therefore one
+    of these. Names in :data:`NOT_PARAMETERS`, non-literal values (modules,
+    classes, functions) and constants imported from ``rec_lib`` are ignored.
+    """
+    known = set(known) | NOT_PARAMETERS
+    return sorted(
+        name for name, value in list(namespace.items())
+        if _PARAMETER_NAME.match(name) and name not in known and isinstance(value, _LITERAL_TYPES)
+        and not _imported_from_rec_lib(name, value)
+    )
+
+
 @dataclass(frozen=True)
 class ChapterSpec:
     """What the command line needs to know about a chapter, declared in its module.
@@ -160,5 +209,62 @@ class ChapterSpec:
     datasets: Callable[[BaseSettings], list[str]] = field(default=_dataset_of)
 
     def make(self, scale: str = "tutorial", **overrides: Any) -> BaseSettings:
-        """:func:`make_settings` for this chapter."""
-        return make_settings(self.settings, self.presets, scale, **overrides)
+        """:func:`make_settings` for this chapter; from a notebook, also the checks papermill does not make.
+
+        When the caller is a notebook (its namespace is ``__main__`` and holds
+        ``SCALE``), before returning this raises
+
+        - :class:`SettingsError` for an upper-case name in the notebook that is
+          not one of its parameters (``SCALE`` and the names passed here), e.g.
+          papermill's ``-p SEEED 1``, listing the valid names;
+        - :class:`SettingsError` for a ``DEVICE`` that does not exist here,
+          naming those that do (:func:`rec_lib.utils.resolve_device`);
+        - :class:`~rec_lib.data.errors.DatasetsMissingError` when a dataset the
+          settings need is not in ``data/raw/``, naming each missing file,
+          its folder and its source (the presence check of
+          ``python -m rec_lib run``: :func:`rec_lib.data.registry.missing_datasets`).
+
+        Library code and tests calling ``make`` get only :func:`make_settings`.
+        """
+        caller = sys._getframe(1).f_globals
+        notebook = _called_from_notebook(caller)
+        if notebook:
+            valid = ["SCALE", *(k.upper() for k in overrides)]
+            unknown = unknown_parameters(caller, valid)
+            if unknown:
+                raise SettingsError(
+                    f"unknown parameter(s) {', '.join(unknown)} for chapter {self.name}; its parameters: "
+                    f"{', '.join(valid)}. Check the spelling of papermill's -p NAME VALUE (papermill itself only "
+                    "warns, and the chapter would run on its defaults)."
+                )
+        settings = make_settings(self.settings, self.presets, scale, **overrides)
+        if notebook:
+            self.check_device(settings)
+            self.check_datasets(settings)
+        return settings
+
+    def check_device(self, settings: BaseSettings) -> None:
+        """Raise :class:`SettingsError` when ``settings.device`` does not exist on this machine."""
+        device = getattr(settings, "device", "cpu")
+        if device in ("cpu", "auto"):
+            return
+        from rec_lib.utils import resolve_device
+
+        try:
+            resolve_device(device)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise SettingsError(f"chapter {self.name}: {err}") from None
+
+    def check_datasets(self, settings: BaseSettings) -> list[str]:
+        """The datasets ``settings`` need; raise naming every missing file before any work (none for synthetic data)."""
+        from rec_lib.data.errors import DatasetsMissingError
+        from rec_lib.data.registry import missing_datasets
+
+        names = list(self.datasets(settings))
+        try:
+            missing = missing_datasets(names)
+        except KeyError as err:
+            raise SettingsError(f"chapter {self.name}: {err.args[0]}") from None
+        if missing:
+            raise DatasetsMissingError(f"chapter {self.name} at scale {settings.scale!r}", missing)
+        return names

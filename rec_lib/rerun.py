@@ -124,7 +124,9 @@ def _plain(value: Any) -> Any:
 def plan(chapter: str, scale: str = "paper", assignments: Mapping[str, str] | Sequence[str] = ()) -> RunPlan:
     """Validate a rerun without running or writing anything; raise :class:`RunError` naming the problem."""
     from rec_lib.chapters import chapter_spec
-    from rec_lib.data import dataset_available, get_spec
+    from rec_lib.data import get_spec
+    from rec_lib.data.errors import DatasetsMissingError
+    from rec_lib.data.registry import missing_datasets
 
     try:
         spec = chapter_spec(chapter)
@@ -154,16 +156,14 @@ def plan(chapter: str, scale: str = "paper", assignments: Mapping[str, str] | Se
         raise RunError(f"chapter {chapter}: {err}") from None
     _check_device(settings)
     datasets = list(spec.datasets(settings))
-    missing = []
     for name in datasets:
         try:
-            ds = get_spec(name)
+            get_spec(name)
         except KeyError as err:
             raise RunError(f"chapter {chapter} needs dataset {name!r}, which is not registered ({err.args[0]})") from None
-        if not dataset_available(name):
-            missing.append(str(ds.missing_error()))
+    missing = missing_datasets(datasets)  # the same check the notebook's settings cell makes (ChapterSpec.make)
     if missing:
-        raise RunError(f"chapter {chapter} at scale {scale!r} needs data that is not here:\n\n" + "\n\n".join(missing))
+        raise RunError(str(DatasetsMissingError(f"chapter {chapter} at scale {scale!r}", missing)))
     parameters = {"SCALE": scale, **{n: _plain(values[n]) for n in given}}
     return RunPlan(chapter, notebook, scale, parameters, settings, datasets)
 

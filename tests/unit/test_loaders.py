@@ -107,10 +107,12 @@ def test_ml1m_from_the_published_zip_and_checksums(data_tmp, monkeypatch):
     with zipfile.ZipFile(folder / "ml-1m.zip", "w") as zf:
         zf.writestr("ml-1m/ratings.dat", ML1M_RATINGS)
         zf.writestr("ml-1m/movies.dat", ML1M_MOVIES.encode("latin-1"))
-    d = data.load("ml-1m")
+    d = data.load("ml-1m", verify=False)
     assert len(d) == 4 and d.item_meta is not None
-    with pytest.raises(ChecksumError, match="sha256"):  # our toy zip is not GroupLens's
-        data.load("ml-1m", verify=True)
+    with pytest.raises(ChecksumError, match="sha256") as err:  # our toy zip is not GroupLens's: checked by default
+        data.load("ml-1m")
+    assert "ml-1m.zip" in str(err.value) and "fetch it again" in str(err.value)
+    assert not (data_tmp / "cache" / "checksums.json").exists()  # a mismatch is never remembered
 
 
 def test_ml1m_malformed_line_names_archive_member_and_line(data_tmp):
@@ -119,7 +121,7 @@ def test_ml1m_malformed_line_names_archive_member_and_line(data_tmp):
     with zipfile.ZipFile(folder / "ml-1m.zip", "w") as zf:
         zf.writestr("ml-1m/ratings.dat", ML1M_RATINGS + "3::12::x::978300760\n")
     with pytest.raises(DatasetFormatError, match=r"ml-1m.zip:ml-1m/ratings.dat, line 5: column 'rating' holds 'x'"):
-        data.load("ml-1m")
+        data.load("ml-1m", verify=False)  # a toy zip: its sha256 is not GroupLens's
     write(folder, "ratings.dat", "1::2::3::4\n1:2::3::4::5\n")
     with pytest.raises(DatasetFormatError, match="ratings.dat, line 2"):
         data.load("ml-1m")
@@ -388,19 +390,19 @@ LASTFM = ("user_000001\t2009-05-04T23:08:57Z\tf1b1cf71-bd35-4e99-8624-24a6e15f13
 def test_lastfm_celma_tsv_tracks_artists_and_top_n(data_tmp):
     folder = raw(data_tmp, "lastfm-1k")
     write(folder, "lastfm-dataset-1K/userid-timestamp-artid-artname-traid-traname.tsv", LASTFM)
-    d = data.load("lastfm-1k")
+    d = data.load("lastfm-1k", verify=False)  # a toy file: its md5 is not the published one
     assert (len(d), d.n_users, d.n_items) == (4, 2, 3)
     assert "Deep Dish\x1fFuck Me Im Famous (Pacha Ibiza)-09-28-2007" in set(d.item_ids)
-    assert data.load("lastfm-1k", item="artist").n_items == 2
-    top = data.load("lastfm-1k", top_items=1)
+    assert data.load("lastfm-1k", item="artist", verify=False).n_items == 2
+    top = data.load("lastfm-1k", top_items=1, verify=False)
     assert len(top) == 2 and set(top.item_ids) == {"f7c1f8f8-b935-45ed-8fc8-7def69d92a10"}
     with pytest.raises(ValueError, match="item must be one of"):
-        data.load("lastfm-1k", item="album")
-    with pytest.raises(ChecksumError, match="md5"):  # not the published file
-        data.load("lastfm-1k", verify=True)
+        data.load("lastfm-1k", item="album", verify=False)
+    with pytest.raises(ChecksumError, match="md5"):  # not the published file: checked by default
+        data.load("lastfm-1k")
     write(folder, "lastfm-dataset-1K/userid-timestamp-artid-artname-traid-traname.tsv", LASTFM + "user_000003\t2009-05-04\t\tA\t\tB\n")
     with pytest.raises(DatasetFormatError, match="line 5: the timestamp '2009-05-04'"):
-        data.load("lastfm-1k")
+        data.load("lastfm-1k", verify=False)
 
 
 def test_lastfm_jodie_csv(data_tmp):

@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rec_lib.data.errors import DatasetFormatError, DatasetNotFoundError
+from rec_lib.data.errors import DatasetFormatError, DatasetNotFoundError, EmptyDatasetError, FilterEmptiedError
+from rec_lib.data.io import DAMAGED_HINT, READ_ERRORS, check_not_empty, unreadable
 from rec_lib.data.filters import drop_repeats as _drop_repeats
 from rec_lib.data.filters import k_core, min_user_interactions, to_implicit
 from rec_lib.data.registry import DatasetSpec, register
@@ -96,7 +97,7 @@ def register_loader(parse: Callable[..., Interactions], defaults: Mapping[str, A
         parse_kw = {k: opts[k] for k in parse_opts}
         fingerprint = _fingerprint(folder) + [("code", _code_version(parse), 0)]
         raw = cached(name, "parsed", fingerprint, {"layout": layout, **parse_kw},
-                     lambda: parse(folder, layout, **parse_kw), opts["cache"])
+                     lambda: _not_empty(parse(folder, layout, **parse_kw), folder), opts["cache"])
         post = {k: opts[k] for k in POST_OPTIONS}
         if all(v is None or v is False for v in post.values()):
             return raw
@@ -107,6 +108,14 @@ def register_loader(parse: Callable[..., Interactions], defaults: Mapping[str, A
     load.__name__ = f"load_{name.replace('-', '_')}"
     load.__doc__ = parse.__doc__
     return register(DatasetSpec(loader=load, **spec_fields))
+
+
+def _not_empty(data: Interactions, folder: Path) -> Interactions:
+    """``data``, or :class:`EmptyDatasetError` when the files held no interaction (nothing is cached then)."""
+    if len(data) == 0:
+        raise EmptyDatasetError(folder, None, f"no interactions were read from the files of {data.name!r} here",
+                                DAMAGED_HINT, damaged=True)
+    return data
 
 
 def loader_options(name: str) -> dict[str, Any]:
@@ -148,15 +157,39 @@ def check_choice(name: str, option: str, value: Any, choices: Sequence[Any]) -> 
 def postprocess(data: Interactions, implicit_threshold: float | None = None, drop_repeats: bool = False,
                 min_user: int | None = None, user_core: int | None = None,
                 item_core: int | None = None) -> Interactions:
-    """Apply the common post-processing options (see the module docstring), then reindex."""
+    """Apply the common post-processing options (see the module docstring), then reindex.
+
+    A step that leaves no interaction raises :class:`FilterEmptiedError`
+    naming the option (and its value) that removed everything and how to relax it.
+    """
+    name = data.name
+
+    def emptied(step: str, relax: str, before: int) -> FilterEmptiedError:
+        return FilterEmptiedError(
+            f"load({name!r}): {step} left none of the {before:,} interactions it was given.\n"
+            f"  Fix: relax it, e.g. load({name!r}, {relax}), or pass a smaller value; the defaults are the "
+            f"paper's preprocessing (rec_lib.data.loader_options({name!r}) lists them)."
+        )
+
     if implicit_threshold is not None:
-        data = to_implicit(data, implicit_threshold, reindex=False)
+        before, data = len(data), to_implicit(data, implicit_threshold, reindex=False)
+        if len(data) == 0 and before:
+            raise emptied(f"implicit_threshold={implicit_threshold!r}", "implicit_threshold=None", before)
     if drop_repeats:
         data = _drop_repeats(data)
     if min_user is not None:
-        data = min_user_interactions(data, min_user)
+        before, data = len(data), min_user_interactions(data, min_user)
+        if len(data) == 0 and before:
+            raise emptied(f"min_user={min_user!r}", "min_user=None", before)
     if user_core is not None or item_core is not None:
-        data = k_core(data, user_core or 1, item_core or 1)
+        before = len(data)
+        try:
+            data = k_core(data, user_core or 1, item_core or 1)
+        except ValueError as err:  # thresholds are checked before reading: only an emptied result gets here
+            if "nothing is left" not in str(err):
+                raise
+            raise emptied(f"the k-core filter (user_core={user_core!r}, item_core={item_core!r})",
+                          "user_core=None, item_core=None", before) from err
     return data.reindexed()
 
 
@@ -206,6 +239,9 @@ def cached(name: str, stage: str, fingerprint: list, options: Mapping[str, Any],
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stage}-{key}.", dir=root))
     try:
+        from rec_lib.utils import _current_umask
+
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp's folder is private (0700): give a plain folder's mode
         save_interactions(data, tmp, extra={"files": files_key, "stage": stage, "options": json.loads(blob)["options"]})
         try:
             os.rename(tmp, target)
@@ -267,19 +303,38 @@ def load_interactions(directory: Path) -> Interactions:
 def open_member(folder: Path, relative: str) -> tuple[Any, str]:
     """Open ``relative`` for reading: a file in ``folder``, or ``archive.zip:member`` inside a zip.
 
-    Returns the binary file object and the label errors should name.
+    Returns the binary file object and the label errors should name. An
+    empty file or member raises :class:`EmptyDatasetError`, an archive that is
+    not a readable zip (truncated, another format) :class:`DatasetFormatError`,
+    both naming the file and saying to fetch it again.
     """
     if ":" in relative:
         archive, member = relative.split(":", 1)
         import zipfile
 
-        zf = zipfile.ZipFile(folder / archive)
+        check_not_empty(folder / archive)
         try:
-            return zf.open(member), f"{folder / archive}:{member}"
+            zf = zipfile.ZipFile(folder / archive)
+        except FileNotFoundError:
+            raise
+        except READ_ERRORS as err:
+            raise unreadable(folder / archive, err) from err
+        label = f"{folder / archive}:{member}"
+        try:
+            info = zf.getinfo(member)
         except KeyError:
             zf.close()
             raise DatasetFormatError(folder / archive, None, f"the archive has no member {member!r}",
                                      "is it the file the source publishes?") from None
+        if info.file_size == 0:
+            zf.close()
+            raise EmptyDatasetError(label, None, "the archive member is empty (0 bytes)", DAMAGED_HINT, damaged=True)
+        try:
+            return zf.open(info), label
+        except READ_ERRORS as err:
+            zf.close()
+            raise unreadable(folder / archive, err) from err
+    check_not_empty(folder / relative)
     return open(folder / relative, "rb"), str(folder / relative)
 
 
@@ -295,7 +350,8 @@ def iter_json_lines(path: Path, fields: Mapping[str, str], chunksize: int = 500_
     (``"string"``, ``"int64"``, ``"float64"``, ``"bool"``); other fields are
     ignored and absent ones become missing values. Each chunk is a DataFrame
     of those fields plus ``_line``, the line number of each object in the file
-    (blank lines are skipped, not counted as objects). A line that is not a
+    (blank lines are skipped, not counted as objects). An empty (0-byte) or
+    unreadable (truncated ``.gz``) file raises naming it. A line that is not a
     JSON object, or whose field has another type than declared, raises
     :class:`DatasetFormatError` naming the file, the line and the field; with
     ``bad_lines="skip"`` such lines are dropped and counted in a warning.
@@ -308,6 +364,7 @@ def iter_json_lines(path: Path, fields: Mapping[str, str], chunksize: int = 500_
     schema = pa.schema([(k, pa.type_for_alias(v)) for k, v in fields.items()])
     parse_options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     read_options = pj.ReadOptions(block_size=16 << 20)
+    check_not_empty(path)
     skipped, first_skipped = 0, None
     with _open_lines(path) as fh:
         next_line = 1
@@ -330,7 +387,7 @@ def iter_json_lines(path: Path, fields: Mapping[str, str], chunksize: int = 500_
                         raise DatasetFormatError(path, int(lines[0]), f"the chunk starting here does not parse ({err})")
                     if bad_lines == "error":
                         i = int(np.flatnonzero(bad)[0])
-                        raise DatasetFormatError(path, int(lines[i]), problem) from err
+                        raise DatasetFormatError(path, int(lines[i]), problem, skippable=True) from err
                     skipped += int(bad.sum())
                     first_skipped = first_skipped or int(lines[bad][0])
                     block, lines = [b for b, k in zip(block, bad) if not k], lines[~bad]
@@ -341,8 +398,8 @@ def iter_json_lines(path: Path, fields: Mapping[str, str], chunksize: int = 500_
                 frame = table.to_pandas()
                 frame["_line"] = lines
                 yield frame
-        except (OSError, EOFError) as err:  # e.g. a truncated or corrupt .gz
-            raise DatasetFormatError(path, None, f"cannot be read ({err})", "is the download complete?") from err
+        except READ_ERRORS as err:  # e.g. a truncated or corrupt .gz
+            raise unreadable(path, err) from err
     if skipped:
         warnings.warn(f"{path}: skipped {skipped} malformed lines (the first at line {first_skipped})", stacklevel=2)
 
