@@ -189,6 +189,25 @@ class Ledger:
         self.claims = [x for x in self.claims if x.id != id] + [c]
         return c
 
+    def add_claims(self, claims: "list[evidence.Claim]") -> pd.DataFrame:  # noqa: F821
+        """Record typed claims (:mod:`rec_lib.evidence`); returns the claims table to display.
+
+        A claim with the id of one already recorded replaces it. Checks are
+        kept too, and shown apart by :func:`rec_lib.evidence.checks_table`.
+        """
+        from rec_lib import evidence
+
+        for c in claims:
+            if not isinstance(c, evidence.Claim):
+                raise TypeError(f"add_claims expects rec_lib.evidence claims, got {type(c).__name__}")
+            c.scale = c.scale or str(self.settings.get("scale", ""))
+        ids = {c.id for c in claims}
+        if len(ids) != len(claims):
+            raise ValueError("two claims share an id: " + ", ".join(sorted({c.id for c in claims
+                                                                              if [x.id for x in claims].count(c.id) > 1})))
+        self.claims = [x for x in self.claims if x.id not in ids] + list(claims)
+        return evidence.claims_table(claims)
+
     # -- output --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The ledger as JSON-ready data; ``timings.wall_s`` is the time since the ledger was made."""
@@ -204,7 +223,7 @@ class Ledger:
             "metrics": self.metrics,
             "tables": self.tables,
             "timings": self.timings,
-            "claims": [asdict(c) for c in self.claims],
+            "claims": [_jsonable(c.as_dict() if hasattr(c, "as_dict") else asdict(c)) for c in self.claims],
             "notes": self.notes,
         }
 
@@ -217,7 +236,7 @@ class Ledger:
         return path
 
     def claims_frame(self) -> pd.DataFrame:
-        return claims_frame([asdict(c) for c in self.claims])
+        return claims_frame([c.as_dict() if hasattr(c, "as_dict") else asdict(c) for c in self.claims])
 
 
 def read_ledger(chapter: str, directory: str | Path | None = None) -> dict[str, Any]:
@@ -244,6 +263,10 @@ _VERDICT_MARK = {"holds": "✅ holds", "does not hold": "❌ does not hold", "in
 
 def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
     """The claims table of a chapter: claim, paper, ours, scale, verdict."""
+    if claims and all("kind" in c for c in claims):  # typed claims (rec_lib.evidence)
+        from rec_lib import evidence
+
+        return evidence.claims_table(claims)
     cols = ["claim", "paper", "ours", "scale", "verdict", "note"]
     if not claims:
         return pd.DataFrame(columns=cols)

@@ -177,5 +177,23 @@ def setup(app: Any) -> dict[str, Any]:
                                     container)
             return [container]
 
+    def paper_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+        """``{paper}`0.26 s```: a number quoted from the paper, shown in the paper-number style."""
+        return [nodes.inline(rawtext, text, classes=["paper-number"])], []
+
+    def verdict_role(name, rawtext, text, lineno, inliner, options=None, content=None):
+        """``{verdict}`holds```: a verdict badge styled in CSS (no glyph that depends on fonts)."""
+        slug = "-".join(text.split())
+        return [nodes.inline(rawtext, text, classes=["verdict", f"verdict-{slug}"])], []
+
+    def add_static(app_: Any) -> None:
+        static = str(Path(__file__).resolve().parent / "_static")
+        if static not in app_.config.html_static_path:
+            app_.config.html_static_path.append(static)
+
+    app.add_role("paper", paper_role)
+    app.add_role("verdict", verdict_role)
+    app.connect("builder-inited", add_static)
+    app.add_css_file("rec_lib.css")
     app.add_directive("reproducibility-table", ReproducibilityTable)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
