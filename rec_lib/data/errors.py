@@ -67,9 +67,9 @@ class DatasetFormatError(DatasetError, ValueError):
             msg += f"\n  {hint}"
         super().__init__(msg)
 
-    def with_hint(self, extra: str) -> "DatasetFormatError":
-        """The same error with ``extra`` added to its hint (the original is kept as the cause)."""
-        hint = f"{self.hint}\n  {extra}" if self.hint else extra
+    def with_hint(self, extra: str, replace: bool = False) -> "DatasetFormatError":
+        """The same error with ``extra`` added to its hint, or instead of it with ``replace=True``."""
+        hint = f"{self.hint}\n  {extra}" if self.hint and not replace else extra
         err = type(self)(self.where, self.line, self.problem, hint, skippable=self.skippable,
                                  damaged=self.damaged)
         err.path = self.path

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rec_lib.data.errors import ChecksumError, DatasetFormatError, DatasetNotFoundError
-from rec_lib.data.io import check_not_empty
+from rec_lib.data.io import DAMAGED_HINT, check_not_empty
 from rec_lib.data.schema import Interactions
 from rec_lib.paths import cache_dir, raw_dir
 
@@ -227,6 +227,9 @@ def load(name: str, verify: bool = True, **options: Any) -> Interactions:
 def _with_fix(err: DatasetFormatError, spec: DatasetSpec) -> DatasetFormatError:
     """Add the fix to a parse error: the source for a damaged file, ``bad_lines="skip"`` for a bad line."""
     if err.damaged:
+        if err.hint == DAMAGED_HINT:
+            return err.with_hint(f"is the download complete? Delete the file and fetch it again: {spec.source()}",
+                                 replace=True)
         return err.with_hint(f"fetch it again: {spec.source()}")
     if err.skippable and "bad_lines" in getattr(spec.loader, "options", {}):
         return err.with_hint(f"if only a few lines are damaged, load({spec.name!r}, bad_lines=\"skip\") drops "

@@ -346,3 +346,14 @@ def test_a_malformed_line_mentions_bad_lines_skip(data_tmp):
     assert nothing_cached(data_tmp)
     with pytest.warns(UserWarning, match="skipped 1 malformed lines"):
         assert len(data.load("twitch", bad_lines="skip", cache=False)) == 2
+
+
+@pytest.mark.parametrize("name", ["twitch", "netflix", "yelp", "foursquare", "taobao", "lastfm-1k"])
+def test_a_file_of_blank_lines_is_an_error_naming_it(data_tmp, name):
+    spec = data.get_spec(name)
+    for f in spec.files[-1] if name == "twitch" else spec.files[0]:  # twitch: the plain-text sample 100k_a.csv
+        write(spec.directory() / f, "\n\n")
+    with pytest.raises(EmptyDatasetError, match="no interactions were read") as err:
+        data.load(name, verify=False)
+    assert str(spec.directory()) in str(err.value) and "fetch it again" in str(err.value)
+    assert nothing_cached(data_tmp)

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, check_choice, iter_json_lines,
-                                       missing_file, register_loader, require)
+                                       missing_file, register_loader, require, joined)
 from rec_lib.data.schema import Interactions
 from rec_lib.data.splits import calendar_periods
 
@@ -69,7 +69,7 @@ def parse_adressa(folder: Path, layout: int = 0, *, release: str | None = None, 
             parts.append(pd.DataFrame({"user": chunk["userId"].to_numpy(), "item": chunk["id"].to_numpy(),
                                        "timestamp": chunk["time"].to_numpy(np.int64)}))
             meta.append(chunk[["id", "title", "category1"]].drop_duplicates("id"))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = joined(parts, folder / release)
     frame["rating"] = np.float32(1.0)
     items = pd.concat(meta).drop_duplicates("id").set_index("id").rename_axis("item")
     return Interactions.from_raw(frame, name="adressa", item_meta=items)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from rec_lib.data.io import iter_delimited
 from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, iter_json_lines, register_loader,
-                                       require)
+                                       require, joined)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_amazon_books", "AMAZON_BOOK"]
@@ -55,7 +55,7 @@ def parse_amazon_books(folder: Path, layout: int = 0, *, chunksize: int = DEFAUL
             parts.append(pd.DataFrame({"user": chunk["reviewerID"].to_numpy(), "item": chunk["asin"].to_numpy(),
                                        "rating": chunk["overall"].to_numpy(np.float32),
                                        "timestamp": chunk["unixReviewTime"].to_numpy(np.int64)}))
-    return Interactions.from_raw(pd.concat(parts, ignore_index=True), name="amazon-book")
+    return Interactions.from_raw(joined(parts, path), name="amazon-book")
 
 
 AMAZON_BOOK = register_loader(

@@ -56,7 +56,7 @@ from rec_lib.paths import cache_dir
 __all__ = [
     "CACHE_VERSION", "POST_OPTIONS", "RUN_OPTIONS", "register_loader", "loader_options", "cached",
     "save_interactions", "load_interactions", "postprocess", "iter_json_lines", "open_member",
-    "to_unix_seconds", "check_choice", "first_bad", "require", "missing_file", "NO_PUBLISHED_CHECKSUM",
+    "to_unix_seconds", "check_choice", "first_bad", "joined", "require", "missing_file", "NO_PUBLISHED_CHECKSUM",
 ]
 
 CACHE_VERSION = 1
@@ -439,6 +439,14 @@ def _bad_json_lines(block: list[bytes], fields: Mapping[str, str]) -> tuple[np.n
             bad[i] = True
             first = first or problem
     return bad, first
+
+
+def joined(parts: Sequence[pd.DataFrame], where: str | Path) -> pd.DataFrame:
+    """The chunks a parse read, concatenated; none at all (a file of blank lines) raises naming ``where``."""
+    if not parts:
+        raise EmptyDatasetError(where, None, "no interactions were read (the file holds no data lines)",
+                                DAMAGED_HINT, damaged=True)
+    return pd.concat(parts, ignore_index=True)
 
 
 def first_bad(mask: np.ndarray, lines: np.ndarray | None = None) -> int | None:

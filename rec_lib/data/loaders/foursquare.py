@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, register_loader, to_unix_seconds
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, register_loader, to_unix_seconds, joined
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_foursquare", "FOURSQUARE"]
@@ -46,7 +46,7 @@ def parse_foursquare(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_
             "timestamp": to_unix_seconds(chunk["utc_time"], TIME_FORMAT, path, chunk["_line"].to_numpy(),
                                          "the check-in time"),
         }))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = joined(parts, path)
     frame["rating"] = np.float32(1.0)
     return Interactions.from_raw(frame, name="foursquare")
 

@@ -28,7 +28,7 @@ import pandas as pd
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
 from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, iter_json_lines,
-                                       register_loader, require, to_unix_seconds)
+                                       register_loader, require, to_unix_seconds, joined)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_goodreads", "GOODREADS"]
@@ -71,7 +71,7 @@ def parse_goodreads(folder: Path, layout: int = 0, *, is_read: bool = True, min_
                 "timestamp": to_unix_seconds(kept["date_added"], DATE_FORMAT, path, kept["_line"].to_numpy(),
                                              "date_added"),
             }))
-    return Interactions.from_raw(pd.concat(parts, ignore_index=True), name="goodreads")
+    return Interactions.from_raw(joined(parts, path), name="goodreads")
 
 
 def _keep(read: np.ndarray, rating: np.ndarray, is_read: bool, min_rating: int | None) -> np.ndarray:

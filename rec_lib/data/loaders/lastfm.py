@@ -29,7 +29,7 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, check_choice, first_bad, register_loader, to_unix_seconds
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, check_choice, first_bad, register_loader, to_unix_seconds, joined
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_lastfm", "LASTFM_1K", "top_n"]
@@ -81,7 +81,7 @@ def _celma(path: Path, item: str, chunksize: int, bad_lines: str) -> pd.DataFram
         parts.append(pd.DataFrame({"user": chunk["user"].to_numpy(), "item": key.to_numpy(),
                                    "timestamp": to_unix_seconds(chunk["time"], "%Y-%m-%dT%H:%M:%SZ", path,
                                                                 chunk["_line"].to_numpy(), "the timestamp")}))
-    return pd.concat(parts, ignore_index=True)
+    return joined(parts, path)
 
 
 def _jodie(path: Path, bad_lines: str) -> pd.DataFrame:

@@ -23,7 +23,7 @@ import pandas as pd
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
 from rec_lib.data.loaders.base import (DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader,
-                                       to_unix_seconds)
+                                       to_unix_seconds, joined)
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_netflix", "NETFLIX", "NETFLIX_FILES"]
@@ -72,7 +72,7 @@ def parse_netflix(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHU
                 "rating": kept["rating"].astype(np.float32).to_numpy(),
                 "timestamp": to_unix_seconds(kept["date"], "%Y-%m-%d", path, lines[is_rating], "the date"),
             }))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = joined(parts, folder)
     titles = folder / "movie_titles.csv"
     return Interactions.from_raw(frame, name="netflix", item_meta=_titles(titles) if titles.exists() else None)
 

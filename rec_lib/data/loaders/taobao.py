@@ -25,7 +25,7 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader, joined
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_taobao", "TAOBAO", "BEHAVIOURS", "PERIOD"]
@@ -66,7 +66,7 @@ def parse_taobao(folder: Path, layout: int = 0, *, behaviours: tuple[str, ...] =
                                    "timestamp": ts[keep]}))
         meta.append(pd.DataFrame({"item": kept["item"].to_numpy(np.int64),
                                   "category": kept["category"].to_numpy(np.int64)}).drop_duplicates("item"))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = joined(parts, path)
     frame["rating"] = np.float32(1.0)
     items = pd.concat(meta).drop_duplicates("item").set_index("item")
     return Interactions.from_raw(frame, name="taobao", item_meta=items)

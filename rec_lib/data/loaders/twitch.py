@@ -20,7 +20,7 @@ import pandas as pd
 
 from rec_lib.data.errors import DatasetFormatError
 from rec_lib.data.io import iter_delimited
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, NO_PUBLISHED_CHECKSUM, first_bad, register_loader, joined
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_twitch", "TWITCH", "ROUND_SECONDS"]
@@ -44,7 +44,7 @@ def parse_twitch(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHUN
                                      "time_stop is before time_start")
         parts.append(pd.DataFrame({"user": chunk["user"].to_numpy(np.int64), "item": chunk["streamer"].to_numpy(),
                                    "timestamp": chunk["start"].to_numpy(np.int64) * ROUND_SECONDS}))
-    frame = pd.concat(parts, ignore_index=True)
+    frame = joined(parts, path)
     frame["rating"] = np.float32(1.0)
     return Interactions.from_raw(frame, name="twitch")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, iter_json_lines, register_loader, require, to_unix_seconds
+from rec_lib.data.loaders.base import DEFAULT_CHUNKSIZE, iter_json_lines, register_loader, require, to_unix_seconds, joined
 from rec_lib.data.schema import Interactions
 
 __all__ = ["parse_yelp", "YELP"]
@@ -43,7 +43,7 @@ def parse_yelp(folder: Path, layout: int = 0, *, chunksize: int = DEFAULT_CHUNKS
             "rating": chunk["stars"].to_numpy(np.float32),
             "timestamp": to_unix_seconds(chunk["date"], "ISO8601", path, chunk["_line"].to_numpy(), "the date"),
         }))
-    return Interactions.from_raw(pd.concat(parts, ignore_index=True), name="yelp")
+    return Interactions.from_raw(joined(parts, path), name="yelp")
 
 
 YELP = register_loader(
