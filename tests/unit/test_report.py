@@ -69,17 +69,53 @@ def test_markdown_links_escapes_and_counts(ledgers):
     rows, _ = claims_table(ledgers)
     md = report_markdown(rows, docs={"sml", "data_protocols"})
     lines = md.splitlines()
-    assert lines[0] == "4 claims from 3 chapters; holds: 2, does not hold: 1, inconclusive: 1."
-    assert lines[2] == "| Paper | Claim | Paper's number | Ours | Scale | Verdict |"
+    assert lines[0] == ("4 claims from 3 chapters; holds: 2, does not hold: 1, inconclusive: 1; "
+                        "and 0 checks, shown apart.")
+    assert lines[2].startswith("| Chapter | Claims | holds |")
     body = "\n".join(lines[4:])
-    assert "{cite:t}`zhang2020sml` | {ref}`SML beats Full-retrain on Yelp <sml-table-1>` | 0.2876 | 0.301" in body
+    assert "{ref}`SML beats Full-retrain on Yelp <sml-table-1>` | untyped | 0.2876 | 0.301" in body
+    assert "Paper: {cite:t}`zhang2020sml`" in body
     assert "{doc}`Data, protocols and metrics </book/data_protocols>`" in body  # the book's own chapter
     assert "{doc}`A random scorer has HR@10 = 10/(N+1) </book/data_protocols>`" in body  # no section: the chapter
     assert "SML is 18x faster \\| than Full-retrain" in body and "*2 cores, not a GPU*" in body
     orphan = next(ln for ln in lines if "angle" in ln)  # not in the book: no links, Markdown escaped
     assert "\\<angle\\>" in orphan and "\\$x\\$" in orphan and "{ref}" not in orphan and "{doc}" not in orphan
-    assert "❌ does not hold" in body and "➖ inconclusive" in body
-    assert all(len(re.split(r"(?<!\\)\|", ln)) == 8 for ln in lines[2:])  # six cells a row (unescaped pipes)
+    assert "{verdict}`does not hold`" in body and "{verdict}`inconclusive`" in body
+    assert "✅" not in md and "❌" not in md and "➖" not in md  # badges are CSS, not glyphs
+    table = [ln for ln in lines if "{verdict}`" in ln]
+    assert len(table) == 4 and all(len(re.split(r"(?<!\\)\|", ln)) == 10 for ln in table)  # eight cells a claim row
+
+
+def _typed(id, verdict, kind="superiority", role="headline", effect=0.02, ci=(0.01, 0.03), n=3, floor=0.005,
+           margin=None, cause=None, why=""):
+    return {"id": id, "kind": kind, "role": role, "claim": f"claim {id}", "paper": "0.1", "effect": effect,
+            "ci": list(ci), "n": n, "floor": floor, "margin": margin, "test": "paired t", "verdict": verdict,
+            "cause": cause, "why": why, "section": "", "ours": "+0.02", "scale": "tutorial"}
+
+
+def test_typed_claims_summary_checks_apart_and_forest_plot(tmp_path):
+    from rec_lib.report import write_forest_plots
+
+    d = tmp_path / "results"
+    write_ledger(d, "sml", [
+        _typed("a", "holds"),
+        _typed("b", "does not hold", role="control", effect=-0.01, ci=(-0.02, -0.001), cause="scale",
+               why="a small catalogue"),
+        _typed("e", "holds", kind="equivalence", role="mechanism", floor=None, margin=0.01, ci=(-0.004, 0.005)),
+        {**_typed("k", "passes", kind="check", role="check", effect=1e-7, ci=(None, None), n=1, floor=None),
+         "ours": "1e-07"},
+    ])
+    rows, problems = claims_table(d)
+    assert problems == [] and [r.is_check for r in rows] == [False, False, False, True]
+    plots = write_forest_plots(rows, tmp_path / "gen")
+    assert plots["sml"].exists() and plots["sml"].stat().st_size > 1000
+    md = report_markdown(rows, docs={"sml"}, figures={"sml": "/gen/forest-sml.png"})
+    assert md.splitlines()[0].startswith("3 claims from 1 chapter; holds: 2, does not hold: 1, inconclusive: 0; "
+                                         "and 1 check")
+    assert "headline 1 / 0 / 0; mechanism 1 / 0 / 0; control 0 / 1 / 0" in md and "1 of 1 pass" in md
+    assert "+0.02 \\[0.01, 0.03\\]" in md and "±0.01" in md and "scale: a small catalogue" in md
+    assert "| Check | Value | Test | Result |" in md and "{verdict}`passes`" in md
+    assert "```{figure} /gen/forest-sml.png" in md and ":alt: Forest plot" in md
 
 
 def test_unsafe_claim_text_gets_a_separate_link():
@@ -121,6 +157,7 @@ def test_sphinx_build_renders_the_table_from_ledgers(tmp_path, ledgers):
     assert "Zhang and Feng" in page or "Zhang" in page  # {cite:t} resolved
     assert "SML beats Full-retrain on Yelp" in page and "0.2876" in page and "Uses &lt;angle&gt; brackets" in page
     assert "4 claims from 3 chapters" in page
+    assert 'class="verdict verdict-holds"' in page and "rec_lib.css" in page
 
 
 def test_sphinx_build_fails_on_an_unreadable_ledger_or_unknown_section(tmp_path, ledgers):
