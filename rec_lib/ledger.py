@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import pandas as pd
 from rec_lib.paths import results_dir
 from rec_lib.utils import atomic_write
 
-__all__ = ["Ledger", "Claim", "verdict", "read_ledger", "claims_frame", "library_versions"]
+__all__ = ["Ledger", "Claim", "verdict", "read_ledger", "claims_frame", "library_versions", "compare_ledgers"]
 
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 _LIBS = ("torch", "numpy", "pandas", "scipy", "faiss", "matplotlib", "rec_lib")
@@ -273,3 +274,80 @@ def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(claims)
     df["verdict"] = df["verdict"].map(_VERDICT_MARK).fillna(df["verdict"])
     return df.set_index("id")[cols]
+
+
+# ------------------------------------------------------------------ reruns
+_TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|time|timing|wall|speed|elapsed|throughput|"
+                     r"per_step|seconds|millis", re.I)
+
+
+def _is_timing(key: str) -> bool:
+    return bool(_TIMING.search(str(key).replace(" ", "_").replace("-", "_")))
+
+
+def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+        return a == b
+    return abs(a - b) <= atol + rtol * abs(b)
+
+
+def _diff(a: Any, b: Any, path: str, atol: float, rtol: float, out: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.get("__frame__") and b.get("__frame__"):
+            cols = a.get("columns", [])
+            if cols != b.get("columns") or a.get("index") != b.get("index"):
+                out.append(f"{path}: the table's rows or columns differ")
+                return
+            keep = [j for j, c in enumerate(cols) if not _is_timing(c if isinstance(c, str) else " ".join(map(str, c)))]
+            for i, (ra, rb) in enumerate(zip(a["data"], b["data"])):
+                for j in keep:
+                    if not _close(ra[j], rb[j], atol, rtol):
+                        out.append(f"{path}[{a['index'][i]!r}, {cols[j]!r}]: {ra[j]!r} vs {rb[j]!r}")
+            return
+        for k in sorted(set(a) | set(b)):
+            if _is_timing(k):
+                continue
+            if k not in a or k not in b:
+                out.append(f"{path}.{k}: present in only one ledger")
+                continue
+            _diff(a[k], b[k], f"{path}.{k}", atol, rtol, out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f"{path}: {len(a)} vs {len(b)} entries")
+            return
+        for i, (x, y) in enumerate(zip(a, b)):
+            _diff(x, y, f"{path}[{i}]", atol, rtol, out)
+        return
+    if not _close(a, b, atol, rtol):
+        out.append(f"{path}: {a!r} vs {b!r}")
+
+
+def compare_ledgers(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-9, rtol: float = 1e-6) -> list[str]:
+    """Differences between two ledgers of the same chapter and settings (empty when they agree).
+
+    Claims must agree on their verdicts exactly (timing claims, ``timing``
+    true, are compared on nothing but their presence: wall time varies); every
+    other number in claims, metrics and tables within ``atol + rtol * |b|``.
+    Timings, versions, numerics and the write date are not compared; nor is
+    any metric or table column whose name says it is a time (``..._s``,
+    ``time``, ``speedup``, ...).
+    """
+    out: list[str] = []
+    ca = {c["id"]: c for c in a.get("claims", [])}
+    cb = {c["id"]: c for c in b.get("claims", [])}
+    for cid in sorted(set(ca) | set(cb)):
+        if cid not in ca or cid not in cb:
+            out.append(f"claims.{cid}: present in only one ledger")
+            continue
+        x, y = ca[cid], cb[cid]
+        if x.get("timing") or y.get("timing"):
+            continue
+        if x["verdict"] != y["verdict"]:
+            out.append(f"claims.{cid}: verdict {x['verdict']!r} vs {y['verdict']!r}")
+        for key in ("effect", "ci"):
+            if key in x or key in y:
+                _diff(x.get(key), y.get(key), f"claims.{cid}.{key}", atol, rtol, out)
+    for section in ("settings", "metrics", "tables"):
+        _diff(a.get(section, {}), b.get(section, {}), section, atol, rtol, out)
+    return out

@@ -1,4 +1,8 @@
-"""The built book in headless Chromium: math typeset by the vendored MathJax, every image loaded.
+"""The built book in headless Chromium: math typeset, images loaded with real alt text, nothing too wide.
+
+At 1280 px no code, output or math block may be wider than the text column
+(wide tables scroll in their own box), every image has an alt text that says
+what it shows (not a file name), and the report's verdicts are CSS badges.
 
 Needs the HTML (``make html``) and Debian's ``chromium`` and ``chromium-driver``
 (``.ci/run`` installs them). Pages are served from a local HTTP server, and
@@ -44,9 +48,21 @@ const imgs = Array.from(document.images).filter(i => !i.closest('.sidebar-primar
 const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
 const foreign = performance.getEntriesByType('resource').map(r => r.name)
   .filter(u => !u.startsWith(location.origin) && !u.startsWith('data:'));
+const blocks = Array.from(document.querySelectorAll(
+  'div.highlight pre, div.cell_output pre, div.output pre, div.math, mjx-container[display="true"]'));
+const wide = blocks.filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 2)
+  .map(e => e.tagName.toLowerCase() + ' ' + (e.scrollWidth - e.clientWidth) + 'px: ' + e.textContent.trim().slice(0, 60));
+const noalt = imgs.filter(i => {
+  const a = (i.getAttribute('alt') || '').trim();
+  return a.length < 8 || /\.(png|jpe?g|svg|gif)$/i.test(a) || a.includes('/');
+}).map(i => i.src.split('/').pop() + ' alt=' + JSON.stringify(i.getAttribute('alt')));
+const badges = Array.from(document.querySelectorAll('.verdict')).map(b => ({
+  text: b.textContent.trim(), width: b.getBoundingClientRect().width,
+  bg: getComputedStyle(b).backgroundColor}));
 return {n_math: maths.length, n_typeset: document.querySelectorAll('mjx-container').length,
         raw: raw, raw_delims: (text.match(/\\\\\\(|\\\\\\[/g) || []).length,
-        n_images: imgs.length, broken: broken, foreign: foreign};
+        n_images: imgs.length, broken: broken, foreign: foreign, wide: wide, noalt: noalt, badges: badges,
+        glyphs: (document.body.textContent.match(/[\u2705\u274c\u2796]/gu) || []).length};
 """
 
 
@@ -75,6 +91,12 @@ def server():
 def browser():
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.fail("headless Chromium is needed: apt-get install chromium chromium-driver (.ci/run does)")
+    import os
+
+    # No outbound request from the test suite: Selenium Manager is never needed
+    # (the driver's path is given) and must not send usage statistics.
+    os.environ["SE_AVOID_STATS"] = "true"
+    os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -88,6 +110,12 @@ def browser():
     driver.set_script_timeout(30)
     yield driver
     driver.quit()
+
+
+def test_report_page_shows_styled_verdict_badges(server, browser):
+    browser.get(f"{server}/book/reproducibility.html")
+    info = browser.execute_script(INSPECT)
+    assert len(info["badges"]) >= 10, f"the report shows {len(info['badges'])} verdict badges"
 
 
 def test_book_has_pages():
@@ -107,3 +135,10 @@ def test_page_typesets_math_and_loads_images(page, server, browser):
         assert info["n_typeset"] >= info["n_math"]
     assert info["raw_delims"] == 0, f"{page}: raw \\( or \\[ left in the rendered text"
     assert not info["broken"], f"{page}: images that did not load: {info['broken'][:3]}"
+    assert not info["wide"], f"{page}: {len(info['wide'])} code, output or math blocks wider than the column: " \
+                             f"{info['wide'][:5]}"
+    assert not info["noalt"], f"{page}: images without a real alt text: {info['noalt'][:5]}"
+    assert info["glyphs"] == 0, f"{page}: verdict glyphs that depend on the reader's fonts"
+    for badge in info["badges"]:
+        assert badge["text"] in ("holds", "does not hold", "inconclusive", "passes", "fails"), badge
+        assert badge["width"] > 10 and badge["bg"] not in ("rgba(0, 0, 0, 0)", "transparent"), badge

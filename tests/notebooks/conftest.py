@@ -8,6 +8,7 @@ to a temporary folder and read back for the tests.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -27,15 +28,20 @@ class SmokeRun:
     ledger: dict
     seconds: float
     output: Path
+    raw: dict  # the ledger's JSON as written (tables not turned into DataFrames)
 
 
-def run_chapter(name: str, workdir: Path, parameters: dict) -> float:
-    """Execute a chapter with papermill from ``workdir``; ledgers go to ``workdir/results``."""
+def run_chapter(name: str, workdir: Path, parameters: dict, env: dict[str, str] | None = None) -> float:
+    """Execute a chapter with papermill from ``workdir``; ledgers go to ``workdir/results``.
+
+    ``env`` adds variables to the kernel's environment (e.g. another
+    ``ATEN_CPU_CAPABILITY`` to emulate another CPU).
+    """
     import papermill as pm
 
-    saved = {k: os.environ.get(k) for k in ("REC_LIB_RESULTS", "REC_LIB_PROGRESS")}
-    os.environ["REC_LIB_RESULTS"] = str(workdir / "results")
-    os.environ["REC_LIB_PROGRESS"] = "0"
+    extra = {"REC_LIB_RESULTS": str(workdir / "results"), "REC_LIB_PROGRESS": "0", **(env or {})}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
     try:
         t0 = time.perf_counter()
         pm.execute_notebook(str(chapter_path(name)), str(workdir / f"{name}.ipynb"), parameters=parameters,
@@ -58,7 +64,9 @@ def smoke_run(tmp_path_factory):
             workdir = tmp_path_factory.mktemp(f"smoke-{name}")
             seconds = run_chapter(name, workdir, {"SCALE": "smoke"})
             _DURATIONS[name] = seconds
-            cache[name] = SmokeRun(name, read_ledger(name, workdir / "results"), seconds, workdir / f"{name}.ipynb")
+            raw = json.loads((workdir / "results" / f"{name}.json").read_text())
+            cache[name] = SmokeRun(name, read_ledger(name, workdir / "results"), seconds, workdir / f"{name}.ipynb",
+                                   raw)
         return cache[name]
 
     return get
