@@ -24,7 +24,7 @@ from typing import Any
 
 from rec_lib.paths import results_dir
 
-__all__ = ["ClaimRow", "ledger_paths", "claims_table", "report_markdown", "write_forest_plots", "setup"]
+__all__ = ["ClaimRow", "ledger_paths", "claims_table", "report_markdown", "write_forest_plots", "wall_times", "setup"]
 
 VERDICT_MARK = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "inconclusive"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|$~])")
@@ -178,9 +178,28 @@ def _claim_cell(r: ClaimRow, linked: bool, docname_prefix: str) -> str:
     return cell
 
 
-def _summary(groups: dict[str, list[ClaimRow]], docs: set[str], docname_prefix: str) -> list[str]:
-    lines = ["| Chapter | Claims | holds | does not hold | inconclusive | by role (holds / not / inconcl.) | Checks |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+def wall_times(directory: str | Path | None = None) -> dict[str, float]:
+    """Each ledger's total run time in seconds (``timings.wall_s``), by chapter."""
+    out = {}
+    for path in ledger_paths(directory):
+        try:
+            led = json.loads(path.read_text())
+            out[led["chapter"]] = float(led["timings"]["wall_s"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def _minutes(seconds: float | None) -> str:
+    if seconds is None:
+        return " "
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _summary(groups: dict[str, list[ClaimRow]], docs: set[str], docname_prefix: str,
+             times: dict[str, float]) -> list[str]:
+    lines = ["| Chapter | Claims | holds | does not hold | inconclusive | by role (holds / not / inconcl.) | Checks "
+             "| Run time |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for chapter, rows in groups.items():
         claims = [r for r in rows if not r.is_check]
         checks = [r for r in rows if r.is_check]
@@ -199,18 +218,20 @@ def _summary(groups: dict[str, list[ClaimRow]], docs: set[str], docname_prefix: 
         passed = sum(r.verdict == "passes" for r in checks)
         lines.append(f"| {name} | {len(claims)} | " + " | ".join(str(sum(r.verdict == v for r in claims))
                                                                  for v in VERDICT_MARK)
-                     + f" | {'; '.join(by_role) or ' '} | {f'{passed} of {len(checks)} pass' if checks else ' '} |")
+                     + f" | {'; '.join(by_role) or ' '} | {f'{passed} of {len(checks)} pass' if checks else ' '} | "
+                     + f"{_minutes(times.get(chapter))} |")
     return lines
 
 
 def report_markdown(rows: Iterable[ClaimRow], docs: Iterable[str] = (), docname_prefix: str = "/book/",
-                    figures: dict[str, str] | None = None) -> str:
+                    figures: dict[str, str] | None = None, times: dict[str, float] | None = None) -> str:
     """The report as MyST Markdown: a summary table, then per chapter its forest plot, claims and checks.
 
     ``docs`` are the chapters present in the book: their rows link to the
     chapter (and to ``section`` when the ledger names one); rows of other
     ledgers are shown without links. ``figures`` maps a chapter to the path
-    of its forest plot (see :func:`rec_lib.evidence.forest_plot`).
+    of its forest plot (see :func:`rec_lib.evidence.forest_plot`); ``times``
+    a chapter to its run time in seconds (:func:`wall_times`).
     """
     rows = list(rows)
     docs = set(docs)
@@ -227,7 +248,7 @@ def report_markdown(rows: Iterable[ClaimRow], docs: Iterable[str] = (), docname_
     summary = (f"{len(claims)} claim{'s' if len(claims) != 1 else ''} from {len(groups)} "
                f"chapter{'s' if len(groups) != 1 else ''}; " + ", ".join(f"{v}: {n}" for v, n in counts.items())
                + f"; and {n_checks} check{'s' if n_checks != 1 else ''}, shown apart.")
-    lines = [summary, "", *_summary(groups, docs, docname_prefix)]
+    lines = [summary, "", *_summary(groups, docs, docname_prefix, times or {})]
     for chapter, group in groups.items():
         linked = chapter in docs
         first = group[0]
@@ -310,7 +331,7 @@ def setup(app: Any) -> dict[str, Any]:
             here = Path(self.env.doc2path(self.env.docname)).parent
             plots = write_forest_plots(rows, here / "_generated")
             figures = {ch: "/" + str(p.relative_to(self.env.srcdir)) for ch, p in plots.items()}
-            text = report_markdown(rows, docs, figures=figures)
+            text = report_markdown(rows, docs, figures=figures, times=wall_times(directory))
             container = nodes.container(classes=["reproducibility-report"])
             self.state.nested_parse(StringList(text.splitlines(), source=str(directory)), self.content_offset,
                                     container)

@@ -109,10 +109,11 @@ def test_typed_claims_summary_checks_apart_and_forest_plot(tmp_path):
     assert problems == [] and [r.is_check for r in rows] == [False, False, False, True]
     plots = write_forest_plots(rows, tmp_path / "gen")
     assert plots["sml"].exists() and plots["sml"].stat().st_size > 1000
-    md = report_markdown(rows, docs={"sml"}, figures={"sml": "/gen/forest-sml.png"})
+    md = report_markdown(rows, docs={"sml"}, figures={"sml": "/gen/forest-sml.png"}, times={"sml": 312.0})
     assert md.splitlines()[0].startswith("3 claims from 1 chapter; holds: 2, does not hold: 1, inconclusive: 0; "
                                          "and 1 check")
     assert "headline 1 / 0 / 0; mechanism 1 / 0 / 0; control 0 / 1 / 0" in md and "1 of 1 pass" in md
+    assert "| 5.2 min |" in md
     assert "+0.02 \\[0.01, 0.03\\]" in md and "±0.01" in md and "scale: a small catalogue" in md
     assert "| Check | Value | Test | Result |" in md and "{verdict}`passes`" in md
     assert "```{figure} /gen/forest-sml.png" in md and ":alt: Forest plot" in md
