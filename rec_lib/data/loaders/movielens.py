@@ -20,8 +20,9 @@ Checksums: GroupLens publishes an md5 per zip (``<zip>.md5`` beside each
 download), recorded here; the sha256 of ``ml-1m.zip`` and ``ml-25m.zip`` are
 those TensorFlow Datasets records for the same GroupLens addresses (its
 ``url_checksums/movielens.txt``, with the same sizes, 5,917,549 and
-261,978,986 bytes). ``load(name, verify=True)`` checks them when the zip
-layout is used; extracted files have no published checksum.
+261,978,986 bytes). ``load(name)`` checks them when the zip layout is used
+(once per file: see :func:`rec_lib.data.registry.verify_files`;
+``verify=False`` skips it); extracted files have no published checksum.
 
 No preprocessing by default: DiPS uses the ratings as they are (every user
 has at least 20 ratings); 2TS ignores the ratings (``implicit_threshold=0``
