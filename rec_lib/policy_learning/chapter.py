@@ -25,7 +25,8 @@ class PolicySettings(BaseSettings):
     dataset: str = SYNTHETIC
     second_dataset: str = "ml-100k"
     synthetic_items: int = 30_000
-    synthetic_users: int = 1500
+    synthetic_users: int = 2600
+    synthetic_fractions: tuple[float, ...] = (0.46, 0.08, 0.46)
     min_interactions: int = 20
     dim: int = 32
     batch_size: int = 32
@@ -46,10 +47,32 @@ class PolicySettings(BaseSettings):
     ef_construction: int = 64
     ef_search: int = 256
     ef_values: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
-    bench_sizes: tuple[int, ...] = (10_000, 100_000)
-    bench_dims: tuple[int, ...] = (32, 64)
+    bench_sizes: tuple[int, ...] = (10_000, 30_000, 100_000, 300_000, 1_000_000)
+    bench_dims: tuple[int, ...] = (16, 64, 256)
+    bench_dim: int = 32
+    bench_dims_items: int = 100_000
+    bench_hnsw_max: int = 30_000
+    ivf_nprobe: int = 16
     bench_repeats: int = 5
-    grad_repeats: int = 50
+    map_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    map_temperatures: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    map_samples: int = 200
+    map_top_k: int = 128
+    map_repeats: int = 20
+    regime_items: int = 50_000
+    regime_clusters: int = 1500
+    regime_spread: float = 0.1
+    control_items: int = 3000
+    control_spread: float = 0.35
+    regime_users: int = 3400
+    regime_dim: int = 16
+    regime_epochs: int = 10
+    regime_lr: float = 1e-2
+    regime_batch: int = 64
+    regime_samples: int = 200
+    regime_top_k: int = 128
+    bias_repeats: int = 60
+    grad_repeats: int = 20
     ope_repeats: int = 10
     threads: int = 1
 
@@ -57,7 +80,10 @@ class PolicySettings(BaseSettings):
         super().validate()
         positive = ("synthetic_items", "synthetic_users", "min_interactions", "dim", "batch_size", "epochs",
                     "top_k", "second_top_k", "seeds", "topk_refresh", "hnsw_m", "ef_construction", "ef_search",
-                    "bench_repeats", "grad_repeats", "ope_repeats")
+                    "bench_repeats", "grad_repeats", "ope_repeats", "bench_dim", "bench_dims_items", "ivf_nprobe",
+                    "map_samples", "map_top_k", "map_repeats", "regime_items", "regime_clusters", "control_items",
+                    "regime_users", "regime_dim", "regime_epochs", "regime_batch", "regime_samples", "regime_top_k",
+                    "bias_repeats")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -77,6 +103,14 @@ class PolicySettings(BaseSettings):
             raise SettingsError("EPSILONS, K_VALUES, S_VALUES, BENCH_SIZES and BENCH_DIMS must not be empty")
         if any(k < 1 for k in (*self.k_values, *self.ef_values)):
             raise SettingsError("K_VALUES and EF_VALUES must be positive")
+        if self.bias_repeats < 3 or self.map_repeats < 2:
+            raise SettingsError("BIAS_REPEATS must be >= 3 and MAP_REPEATS >= 2")
+        if len(self.synthetic_fractions) != 3 or abs(sum(self.synthetic_fractions) - 1) > 1e-6:
+            raise SettingsError(f"SYNTHETIC_FRACTIONS must be 3 shares summing to 1, got {self.synthetic_fractions}")
+        if min(self.regime_items, self.control_items, *self.map_sizes) <= max(self.regime_top_k, self.map_top_k):
+            raise SettingsError("REGIME_ITEMS, CONTROL_ITEMS and MAP_SIZES must exceed REGIME_TOP_K and MAP_TOP_K")
+        if self.bench_dims_items <= self.top_k:
+            raise SettingsError(f"BENCH_DIMS_ITEMS must exceed TOP_K={self.top_k}")
         if min(self.bench_sizes) <= self.top_k:
             raise SettingsError(f"every BENCH_SIZES entry must exceed TOP_K={self.top_k}, got {self.bench_sizes}")
         if self.dataset == SYNTHETIC and self.synthetic_items <= max(self.top_k, *self.k_values):
@@ -84,13 +118,19 @@ class PolicySettings(BaseSettings):
 
 
 PRESETS = {
-    "smoke": dict(synthetic_items=4000, synthetic_users=300, epochs=2, n_samples=200, top_k=64, second_top_k=32,
-                  epsilons=(0.0, 0.8, 1.0), k_values=(32, 64), s_values=(50, 200), seeds=1, ef_values=(16, 64),
-                  bench_sizes=(2000, 5000), bench_dims=(16, 32), bench_repeats=2, grad_repeats=5, ope_repeats=2, dim=16),
+    "smoke": dict(synthetic_items=4000, synthetic_users=400, epochs=2, n_samples=200, top_k=64, second_top_k=32,
+                  epsilons=(0.0, 0.8, 1.0), k_values=(32, 64), s_values=(50, 200), seeds=2, ef_values=(16, 64),
+                  bench_sizes=(2000, 5000, 10_000), bench_dims=(8, 16, 32), bench_dim=16, bench_dims_items=5000,
+                  bench_hnsw_max=5000, bench_repeats=3, grad_repeats=5, ope_repeats=2, dim=16,
+                  map_sizes=(1000, 5000, 20_000), map_temperatures=(1.0, 4.0, 16.0), map_repeats=4,
+                  regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2,
+                  regime_samples=100, regime_top_k=32, bias_repeats=6),
     "tutorial": {},
     "paper": dict(dataset="twitch", second_dataset="goodreads", dim=1000, lr=1e-4, second_lr=5e-5, epochs=50,
-                  second_top_k=256, ef_construction=128, bench_sizes=(10_000, 100_000, 1_000_000),
-                  bench_dims=(32, 128), grad_repeats=100, threads=0),
+                  second_top_k=256, ef_construction=128, bench_sizes=(10_000, 30_000, 100_000, 300_000, 1_000_000),
+                  bench_dims=(16, 64, 256, 1000), bench_hnsw_max=1_000_000, hnsw_m=32, grad_repeats=100,
+                  threads=0, regime_items=300_000, regime_clusters=10_000, regime_users=10_000,
+                  regime_epochs=30, bias_repeats=200),
 }
 
 

@@ -45,6 +45,7 @@ def load_problem(name: str, settings: PolicySettings, dim: int | None = None) ->
     if name == SYNTHETIC:
         sessions, beta = synthetic_session_data(settings.synthetic_items, settings.synthetic_users, dim, settings.seed)
         return session_completion(sessions, dim, settings.seed, settings.min_interactions, beta=beta,
+                                  fractions=tuple(settings.synthetic_fractions),
                                   name=f"synthetic ({settings.synthetic_items:,} items)")
     data = drop_repeats(load(name))
     return session_completion(data, dim, settings.seed, settings.min_interactions, name=name,
@@ -109,17 +110,32 @@ class Runner:
         res = train_policy(self.problem, est, st.epochs, self.lr, st.batch_size, seed=st.seed * 1000 + seed,
                            device=self.device, init=st.init, desc=f"{self.problem.name}: {kind}")
         self.index.set_ef_search(st.ef_search)
+        from rec_lib.policy_learning.regime import argmax_hits
+
         x_test, r_test = self.problem.contexts["test"].to(self.device), self.problem.rewards["test"].to(self.device)
+        hit_true = argmax_hits(res.policy, x_test, r_test)
+        hit_index = argmax_hits(res.policy, x_test, r_test, index=self.index)
         final = {"kind": kind, "seed": seed, "S": S, "epsilon": epsilon, "K": K, "refresh": refresh, "ef_search": ef,
-                 "test_true": argmax_reward(res.policy, x_test, r_test),
-                 "test_index": argmax_reward(res.policy, x_test, r_test, index=self.index),
+                 "test_true": float(hit_true.mean()),
+                 "test_index": float(hit_index.mean()),
+                 "train_final": float(res.history.train_reward.iloc[-1]),
                  "val_final": float(res.history.val_reward.iloc[-1]),
                  "step_ms": 1e3 * float(np.median(res.step_seconds)) if res.step_seconds else float("nan"),
                  "train_seconds": float(res.history.train_seconds.iloc[-1]),
                  "searched_share": res.searched / max(st.epochs * len(self.problem.contexts["train"]), 1)}
         self.runs[key] = {"history": res.history.assign(**{k: final[k] for k in ("kind", "seed", "S", "epsilon", "K")}),
-                          "final": final, "policy": res.policy}
+                          "final": final, "policy": res.policy, "hits": (hit_true, hit_index)}
         return self.runs[key]
+
+    def hits(self, runs: dict[str, dict]) -> pd.DataFrame:
+        """Per test user hits of the runs in ``runs`` (label -> :meth:`run` kwargs, already trained or not):
+        columns ``method``, ``seed``, ``user``, ``hit_exact``, ``hit_index``."""
+        out = []
+        for label, kw in runs.items():
+            he, hi = self.run(**kw)["hits"]
+            out.append(pd.DataFrame({"method": label.split("#")[0], "seed": kw.get("seed", 0),
+                                     "user": np.arange(len(he)), "hit_exact": he, "hit_index": hi}))
+        return pd.concat(out, ignore_index=True)
 
     def grid(self, runs: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``runs`` maps a label to :meth:`run` keyword arguments; returns (histories, finals) with a ``method`` column."""
@@ -249,3 +265,31 @@ def off_policy_check(n_items: int = 2000, dim: int = 16, n_contexts: int = 4000,
         rows.append({"repeat": r, "estimator": "model only", "tau": float("nan"),
                      "estimate": policy_value(probs, noisy), "truth": truth})
     return pd.DataFrame(rows)
+
+
+def step_time_rounds(problem: SessionProblem, estimators: dict, batch_size: int, repeats: int = 5, calls: int = 5,
+                     seed: int = 0) -> pd.DataFrame:
+    """Per-round step times of each estimator on ``problem``'s training contexts, timed in rotation.
+
+    Each timed entry is ``calls`` full training steps (estimator, backward,
+    Adam); one row per (round, method) with ``seconds`` per step
+    (:func:`rec_lib.policy_learning.scale.rotation_rounds`).
+    """
+    from rec_lib.policy_learning.bench import _step_fn
+    from rec_lib.policy_learning.scale import rotation_rounds
+
+    x, r = problem.contexts["train"], problem.rewards["train"]
+    fns = {m: _step_fn(est, problem.beta, x, r, batch_size, "cpu", seed) for m, est in estimators.items()}
+    return rotation_rounds(fns, repeats=repeats, warmup=1, calls=calls)
+
+
+def equal_time_epochs(rounds: pd.DataFrame, fast: str, slow: str, epochs: int) -> tuple[int, float]:
+    """Epochs ``slow`` gets in the time ``fast`` takes for ``epochs`` epochs, from rotation step times.
+
+    Returns ``(epochs_slow, ratio)`` with ``ratio`` the geometric mean over
+    rounds of time(slow) / time(fast); ``epochs_slow = floor(epochs / ratio)``
+    (at least 1, at most ``epochs``).
+    """
+    w = rounds.pivot(index="round", columns="method", values="seconds")
+    ratio = float(np.exp(np.mean(np.log(w[slow] / w[fast]))))
+    return int(min(epochs, max(1, np.floor(epochs / ratio)))), ratio

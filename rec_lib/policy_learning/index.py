@@ -35,7 +35,7 @@ from rec_lib.paths import cache_dir
 from rec_lib.policy_learning.policy import exact_topk
 from rec_lib.utils import atomic_write
 
-__all__ = ["ExactIndex", "HNSWIndex", "topk_recall", "beta_hash"]
+__all__ = ["ExactIndex", "HNSWIndex", "IVFIndex", "topk_recall", "beta_hash"]
 
 
 def _numpy_f32(x) -> np.ndarray:
@@ -179,6 +179,61 @@ class HNSWIndex:
             raise ValueError(f"queries must be [B, {self.dim}], got shape {q.shape}")
         if self.params["augment"]:
             q = np.hstack([q, np.zeros((len(q), 1), np.float32)])
+        scores, ids = self.index.search(q, int(k))
+        return torch.from_numpy(scores).to(device), torch.from_numpy(ids).to(device)
+
+
+class IVFIndex:
+    """FAISS ``IndexIVFFlat`` (inverted lists, inner product) on the same augmented vectors as :class:`HNSWIndex`.
+
+    A sublinear top-K whose build is seconds at :math:`10^6` items on one
+    thread (k-means on a fixed, seeded subsample), where a single-threaded
+    HNSW build takes minutes. ``nlist`` lists; a search visits ``nprobe`` of
+    them, so it costs about ``nlist + nprobe P / nlist`` inner products
+    (default ``nlist`` = ``sqrt(P)`` rounded to a power of two, k-means on
+    ``40 nlist`` vectors). Not cached (it builds in seconds). Same ``search``
+    as HNSW.
+    """
+
+    def __init__(self, beta, nlist: int | None = None, nprobe: int = 16, train_per_list: int = 40,
+                 seed: int = 0) -> None:
+        import faiss
+
+        b = _numpy_f32(beta)
+        if b.ndim != 2 or b.shape[0] < 2:
+            raise ValueError(f"beta must be a [P, L] matrix with P >= 2, got shape {b.shape}")
+        self.n_items, self.dim = b.shape
+        if nlist is None:
+            nlist = int(2 ** round(np.log2(np.sqrt(self.n_items))))
+        nlist = int(min(max(nlist, 1), self.n_items))
+        if nprobe < 1:
+            raise ValueError(f"nprobe must be >= 1, got {nprobe}")
+        data = HNSWIndex._augment(b)
+        t0 = time.perf_counter()
+        quantizer = faiss.IndexFlatIP(data.shape[1])
+        self.index = faiss.IndexIVFFlat(quantizer, data.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.seed = int(seed)
+        self.index.cp.min_points_per_centroid = 1  # no warning: 40 points per list are enough here
+        rng = np.random.default_rng(seed)
+        n_train = min(self.n_items, int(train_per_list) * nlist)
+        sub = data[np.sort(rng.choice(self.n_items, n_train, replace=False))]
+        self.index.train(sub)
+        self.index.add(data)
+        self.build_seconds = time.perf_counter() - t0
+        self.index.nprobe = int(min(nprobe, nlist))
+        self.params = {"nlist": nlist, "nprobe": int(self.index.nprobe), "augment": True}
+        self.memory_bytes = int(data.nbytes)
+        self.from_cache = False
+
+    def search(self, queries, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Approximate top-``k`` by inner product (ids ``-1`` where the visited lists hold fewer than ``k``)."""
+        if not 1 <= k <= self.n_items:
+            raise ValueError(f"k must be in [1, {self.n_items}] (the catalogue size), got {k}")
+        device = queries.device if isinstance(queries, torch.Tensor) else torch.device("cpu")
+        q = _numpy_f32(queries)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be [B, {self.dim}], got shape {q.shape}")
+        q = np.hstack([q, np.zeros((len(q), 1), np.float32)])
         scores, ids = self.index.search(q, int(k))
         return torch.from_numpy(scores).to(device), torch.from_numpy(ids).to(device)
 

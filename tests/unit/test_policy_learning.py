@@ -607,3 +607,87 @@ def test_randomized_svd_matches_arpack():
     np.testing.assert_allclose(a @ a.T, b @ b.T, atol=1e-3)
     with pytest.raises(ValueError, match="method"):
         svd_item_embeddings(data, 6, method="lanczos")
+
+
+# ------------------------------------------------------------------ scale, breaking map, regime
+def test_ivf_index_answers_mips_on_augmented_vectors():
+    from rec_lib.policy_learning.index import IVFIndex
+
+    g = torch.Generator().manual_seed(0)
+    beta, q = torch.randn(3000, 8, generator=g) * torch.rand(3000, 1, generator=g), torch.randn(20, 8, generator=g)
+    idx = IVFIndex(beta, nprobe=64)  # all lists visited: exact
+    assert idx.params["nlist"] == 64 and idx.build_seconds > 0
+    exact = exact_topk(q, beta, 10)[1]
+    assert topk_recall(idx.search(q, 10)[1], exact) == pytest.approx(1.0)
+    few = IVFIndex(beta, nprobe=2)
+    assert 0.0 < topk_recall(few.search(q, 10)[1], exact) <= 1.0
+    with pytest.raises(ValueError, match="k must be"):
+        idx.search(q, 0)
+    with pytest.raises(ValueError, match="queries"):
+        idx.search(torch.randn(3, 5), 4)
+
+
+def test_rotation_rounds_speed_rounds_and_fits(data_tmp):
+    from rec_lib.policy_learning import scale
+
+    calls = []
+    r = scale.rotation_rounds({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1,
+                              calls=2)
+    assert calls[:2] == ["a", "b"] and len(calls) == 2 + 3 * 2 * 2
+    assert list(r.method) == ["a", "b"] * 3 and list(r["round"]) == [0, 0, 1, 1, 2, 2] and (r.seconds >= 0).all()
+    with pytest.raises(ValueError):
+        scale.rotation_rounds({}, repeats=1)
+    rounds, idx = scale.speed_rounds([(400, 8), (900, 8)], S=20, K=16, repeats=2, warmup=0, n_users=64,
+                                     hnsw_max=500)
+    assert set(rounds.method) == set(scale.SPEED_METHODS) and len(rounds) == 2 * 2 * 3
+    assert list(idx["index"]) == ["hnsw", "ivf"] and idx["recall@16"].between(0, 1).all()
+    sp = scale.speedups(rounds)
+    assert {"reinforce ms", "mixture speed-up", "uniform speed-up"} <= set(sp.columns) and len(sp) == 2
+    # a synthetic cost curve: Reinforce 1 ms + 1 us per item, mixture 10 ms + 1 ms * log P
+    P = np.repeat([1e3, 1e4, 1e5, 1e6], 2)
+    fake = pd.concat([pd.DataFrame({"P": P, "L": 8, "method": "reinforce", "seconds": 1e-3 + 1e-6 * P}),
+                      pd.DataFrame({"P": P, "L": 8, "method": "mixture", "seconds": 1e-2 + 1e-3 * np.log(P)})])
+    fit = scale.cost_fits(fake, 8, bar=5.0)
+    assert fit["b_s_per_item"] == pytest.approx(1e-6) and fit["d_s_per_logP"] == pytest.approx(1e-3)
+    assert fit["ratio"](fit["crossing_P"]) == pytest.approx(5.0, rel=0.01)
+
+
+def test_gradient_map_uniform_breaks_where_the_policy_is_peaked():
+    from rec_lib.policy_learning import regime
+
+    m = regime.gradient_map(sizes=(2000,), temperatures=(1.0, 32.0), n_contexts=8, S=50, K=32, repeats=6)
+    assert set(m.proposal) == {"uniform", "mixture"} and m.cos_mean.between(-1, 1).all()
+    assert (m.ess_share > 0).all() and (m.ess_share <= 1 + 1e-6).all()
+    med = m.groupby(["c", "proposal"]).cos_mean.median()
+    assert med[(1.0, "uniform")] > 0.9  # a flat policy: the uniform proposal is fine
+    assert med[(32.0, "mixture")] > med[(32.0, "uniform")]  # a peaked one: only the mixture follows it
+    assert m[m.c == 32.0].rho.median() < m[m.c == 1.0].rho.median()
+
+
+def test_regime_training_per_user_hits_and_bias_statistics(data_tmp):
+    from rec_lib.policy_learning import regime
+
+    prob = regime.regime_problem(600, 6, 120, n_clusters=20, cluster_spread=0.1, seed=0)
+    assert 100 <= sum(len(prob.users[s]) for s in ("train", "val", "test")) <= 120
+    idx = HNSWIndex(prob.beta, M=8, ef_construction=32)
+    fin, hits, hist = regime.compare_training(prob, {"m": lambda: SNIS(20, 0.8, 16, idx), "u": lambda: SNIS(20, 1.0)},
+                                              seeds=2, epochs=1, lr=1e-2, batch_size=16, index=idx)
+    assert len(fin) == 4 and set(hits.method) == {"m", "u"}
+    assert len(hits) == 4 * len(prob.users["test"]) and hits.hit_exact.isin([0.0, 1.0]).all()
+    d = regime.per_user_difference(hits, "m", "u")
+    assert len(d) == len(prob.users["test"]) and np.all(np.abs(d) <= 1)
+    policy = SoftmaxPolicy(prob.beta, init="identity")
+    b = regime.bias_statistics(prob, policy, {"r": Reinforce(20), "u": SNIS(20, 1.0)}, repeats=5, batch=8)
+    assert len(b) == 10 and (b.err2 >= 0).all()
+    # the U-statistic: mean(u) = (|sum d|^2 - sum |d|^2) / (R (R - 1)) / |g|^2 <= mean(err2)
+    assert b.groupby("estimator").u.mean().le(b.groupby("estimator").err2.mean()).all()
+
+
+def test_step_time_rounds_and_equal_time_epochs(data_tmp):
+    sessions, beta = synthetic_session_data(400, 100, 6)
+    prob = session_completion(sessions, 6, beta=beta)
+    r = ex.step_time_rounds(prob, {"u": SNIS(20, 1.0), "e": ExactGradient()}, batch_size=8, repeats=2, calls=2)
+    assert set(r.method) == {"u", "e"} and len(r) == 4
+    fake = pd.DataFrame({"round": [0, 0, 1, 1], "method": ["u", "m"] * 2, "seconds": [1.0, 2.5, 1.0, 2.5]})
+    assert ex.equal_time_epochs(fake, "u", "m", 10) == (4, pytest.approx(2.5))
+    assert ex.equal_time_epochs(fake, "m", "u", 10)[0] == 10  # never more than the budget's epochs
