@@ -13,7 +13,8 @@ import numpy as np
 
 from rec_lib.data.schema import Interactions
 
-__all__ = ["SeenItems", "sample_negatives", "candidate_sets", "training_negatives"]
+__all__ = ["SeenItems", "sample_negatives", "candidate_sets", "training_negatives", "padded_rows",
+           "padding_report", "PaddingWarning"]
 
 _EXACT_MAX_ITEMS = 200_000  # up to this catalogue size, exact sampling without replacement
 
@@ -152,3 +153,57 @@ def training_negatives(users: np.ndarray, seen: SeenItems, rng: np.random.Genera
     """``k`` negatives per row for training (with replacement, by rejection): ``[B]`` or ``[B, k]``."""
     neg = _rejection(np.asarray(users, np.int64), k, seen, rng)
     return neg[:, 0] if k == 1 else neg
+
+
+class PaddingWarning(UserWarning):
+    """More candidate rows than a small share were padded with repeated negatives."""
+
+
+def padded_rows(users: np.ndarray, n: int, seen: SeenItems) -> np.ndarray:
+    """Boolean ``[len(users)]``: rows whose user has fewer than ``n`` unseen items.
+
+    :func:`sample_negatives` (exact path, catalogues up to 200,000 items)
+    gives such a row every unseen item and fills the rest with repeats drawn
+    from them, so its ``n`` negatives are not distinct. Deterministic: it
+    depends only on ``seen``, not on the draw.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    unseen = seen.n_items - seen.counts(np.asarray(users, np.int64))
+    return unseen < n
+
+
+def padding_report(users: np.ndarray, n: int, seen: SeenItems, warn_above: float | None = 0.01) -> dict:
+    """How many candidate rows :func:`candidate_sets` pads with repeated negatives.
+
+    Returns ``rows`` (all rows), ``padded`` (rows whose user has fewer than
+    ``n`` unseen items), ``share`` (``padded / rows``), ``repeats`` (the
+    number of repeated negatives over all rows: ``sum(n - unseen)`` over the
+    padded rows) and ``users_padded`` (distinct users concerned). Warns with
+    :class:`PaddingWarning` when ``share`` exceeds ``warn_above`` (``None``:
+    never). Covers the exact sampler; beyond 200,000 items (rejection
+    sampling with replacement) a row repeats an item with probability about
+    ``n**2 / (2 * n_items)`` instead.
+    """
+    users = np.asarray(users, np.int64)
+    unseen = seen.n_items - seen.counts(users)
+    pad = unseen < n
+    rows = int(len(users))
+    out = {
+        "n": int(n),
+        "rows": rows,
+        "padded": int(pad.sum()),
+        "share": float(pad.mean()) if rows else 0.0,
+        "repeats": int((n - unseen[pad]).sum()),
+        "users_padded": int(len(np.unique(users[pad]))),
+    }
+    if warn_above is not None and out["share"] > warn_above:
+        import warnings
+
+        warnings.warn(
+            f"{out['padded']} of {rows} candidate rows ({out['share']:.1%}) have fewer than {n} unseen items "
+            f"and are padded with repeated negatives; use fewer negatives or a larger catalogue",
+            PaddingWarning,
+            stacklevel=2,
+        )
+    return out

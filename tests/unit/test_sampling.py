@@ -82,3 +82,38 @@ def test_sampling_is_seeded():
     a = data.sample_negatives(np.arange(50), 10, seen, np.random.default_rng(3))
     b = data.sample_negatives(np.arange(50), 10, seen, np.random.default_rng(3))
     assert (a == b).all()
+
+
+def test_padding_report_counts_padded_rows_and_warns():
+    from rec_lib.data.sampling import PaddingWarning, padded_rows, padding_report
+
+    # user 0 has seen 7 of 10 items (3 unseen), user 1 has seen 1 (9 unseen)
+    seen = SeenItems.from_pairs(np.r_[np.zeros(7, int), 1], np.r_[np.arange(7), 0], 2, 10)
+    users = np.array([0, 0, 1, 1, 1])
+    assert padded_rows(users, 5, seen).tolist() == [True, True, False, False, False]
+    with pytest.warns(PaddingWarning, match="2 of 5 candidate rows"):
+        rep = padding_report(users, 5, seen, warn_above=0.1)
+    assert rep == {"n": 5, "rows": 5, "padded": 2, "share": 0.4, "repeats": 4, "users_padded": 1}
+    # the report matches what the sampler does: padded rows repeat items, the others do not
+    cands = data.candidate_sets(np.array([0, 1]), np.array([0, 0]), 5, seen, np.random.default_rng(0))
+    assert len(set(cands[0, 1:])) == 3 and len(set(cands[1, 1:])) == 5
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert padding_report(np.array([1, 1]), 5, seen)["padded"] == 0  # no warning at share 0
+        assert padding_report(users, 5, seen, warn_above=None)["padded"] == 2
+    with pytest.raises(ValueError, match="n must be"):
+        padded_rows(users, 0, seen)
+
+
+def test_candidate_sets_unchanged_by_the_padding_report():
+    """candidate_sets returns exactly what it returned before the report existed (other chapters rely on it)."""
+    seen, items = make_seen()
+    users = np.arange(50)
+    a = data.candidate_sets(users, items[:, 0], 20, seen, np.random.default_rng(7))
+    from rec_lib.data.sampling import padding_report
+
+    padding_report(users, 20, seen)
+    b = data.candidate_sets(users, items[:, 0], 20, seen, np.random.default_rng(7))
+    assert (a == b).all() and a.shape == (50, 21)
