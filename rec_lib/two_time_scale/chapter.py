@@ -62,8 +62,8 @@ class TTSSettings(BaseSettings):
     k_last: int = 10
     max_len: int = 50
     stage1_epochs: int = 30  # at most; early stopping on validation MRR
-    stage2_epochs: int = 10
-    baseline_epochs: int = 10
+    stage2_epochs: int = 8
+    baseline_epochs: int = 8
     lr_stage1: float = 5e-3
     lr: float = 2e-2
     batch_size: int = 1024
@@ -72,7 +72,7 @@ class TTSSettings(BaseSettings):
     min_epochs: int = 3
     t_star: int = -1
     t_star_plus: int = -1
-    t_star_grid: tuple[int, ...] = (80, 160, 320)
+    t_star_grid: tuple[int, ...] = (160, 320)
     plus_grid: bool = False
     n_seeds: int = 3
     test_rows: int = 0  # > 0: rank a random subset of the test interactions (paper scale)
