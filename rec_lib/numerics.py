@@ -31,12 +31,15 @@ every index build (FAISS HNSW).
 nbval and ``python -m rec_lib run`` all go through it; the launchers
 (``python -m rec_lib run``/``execute``, ``tests/run_tiers.sh``) also pass
 :func:`environment` to the kernels they start, so NumPy is pinned from its
-import. A variable already set in the environment is kept (that is how the
-test suite emulates another CPU: ``ATEN_CPU_CAPABILITY=default``), and every
-ledger records what was in effect under ``numerics`` (:func:`describe`).
+import. A value already set in the environment (a shell's
+``OMP_NUM_THREADS=16``, an ``ATEN_CPU_CAPABILITY`` left from debugging) is
+overridden, and every ledger records what was in effect and what was
+overridden under ``numerics`` (:func:`describe`).
 
-``REC_LIB_THREADS`` changes the thread count (numbers may then differ in the
-last digits from the committed ones; the ledger says so).
+Two variables change the pins on purpose (numbers may then differ in their
+last digits from the committed ones; the ledger says so):
+``REC_LIB_THREADS=N`` and ``REC_LIB_CPU_CAPABILITY`` (``default``, ``avx2``,
+``avx512``: the test suite uses ``default`` to emulate another CPU).
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ def _threads() -> int:
 def _pinned() -> dict[str, str]:
     n = str(_threads())
     return {
-        "ATEN_CPU_CAPABILITY": "avx2",
+        "ATEN_CPU_CAPABILITY": os.environ.get("REC_LIB_CPU_CAPABILITY", "avx2"),
         "MKL_CBWR": "AVX2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "DNNL_MAX_CPU_ISA": "AVX2",
@@ -89,14 +92,13 @@ PINNED = _pinned()
 
 
 def environment(base: dict[str, str] | None = None) -> dict[str, str]:
-    """``base`` (default ``os.environ``) with every pinned variable that it lacks added.
+    """``base`` (default ``os.environ``) with every pinned variable set to its pinned value.
 
     Pass the result as ``env=`` to a process that starts a kernel, so the
     kernel's libraries are pinned from their first import.
     """
     env = dict(os.environ if base is None else base)
-    for key, value in _pinned().items():
-        env.setdefault(key, value)
+    env.update(_pinned())
     return env
 
 
@@ -106,7 +108,7 @@ _STATE: dict[str, Any] = {}
 def pin() -> dict[str, Any]:
     """Pin this process's numerics (idempotent); returns :func:`describe`'s record.
 
-    Sets the pinned environment variables that are not set yet (torch reads
+    Sets the pinned environment variables, overriding other values (torch reads
     ``ATEN_CPU_CAPABILITY`` and MKL ``MKL_CBWR`` at their first operation,
     so this works after ``import torch`` as long as nothing was computed),
     then torch's thread counts and deterministic algorithms.
@@ -115,7 +117,10 @@ def pin() -> dict[str, Any]:
         _STATE["numpy_imported_before_pin"] = "numpy" in sys.modules
         _STATE["torch_imported_before_pin"] = "torch" in sys.modules
     for key, value in _pinned().items():
-        os.environ.setdefault(key, value)
+        before = os.environ.get(key)
+        if before is not None and before != value:
+            _STATE.setdefault("overridden", {})[key] = before
+        os.environ[key] = value
     if "torch" in sys.modules:
         _pin_torch()
     return describe()
@@ -157,6 +162,8 @@ def describe() -> dict[str, Any]:
             feats = {}
         out["numpy_avx512_in_use"] = any(v for k, v in feats.items() if k.startswith("AVX512"))
     out["numpy_imported_before_pin"] = _STATE.get("numpy_imported_before_pin")
+    out["overridden"] = dict(_STATE.get("overridden", {}))
+    out["deliberate"] = {k: os.environ[k] for k in ("REC_LIB_THREADS", "REC_LIB_CPU_CAPABILITY") if k in os.environ}
     return out
 
 
@@ -178,8 +185,7 @@ def single_threaded_build() -> Iterator[None]:
 
 
 def shell_exports() -> str:
-    """``export NAME=VALUE`` lines of the pinned variables, as :func:`environment` would set them."""
+    """``export NAME=VALUE`` lines of the pinned variables, as :func:`environment` sets them."""
     import shlex
 
-    env = environment({k: v for k, v in os.environ.items() if k in _pinned()})
-    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in _pinned().items())

@@ -11,9 +11,12 @@ from .conftest import run_chapter
 VERDICTS = {"holds", "does not hold", "inconclusive"}
 FIELDS = {"id", "kind", "role", "claim", "paper", "effect", "ci", "n", "floor", "margin", "test", "verdict",
           "cause", "why", "section"}
-# Another CPU, emulated: torch's scalar kernels instead of AVX2. Numbers may move
-# in their last digits; what must not move is anything a claim reads.
-OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default"}
+# A reader's shell may set thread counts or a kernel level of its own: the pins
+# (rec_lib.numerics) override them in every process, so the numbers are identical.
+FOREIGN_ENV = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Another CPU, emulated: torch's scalar kernels instead of AVX2, on purpose.
+# Numbers may move in their last digits; verdicts must not, nor anything a claim reads.
+OTHER_KERNELS = {"REC_LIB_CPU_CAPABILITY": "default"}
 ATOL = 5e-4  # half the last digit of a number shown at 3 decimals
 
 
@@ -38,17 +41,28 @@ def test_chapter_runs_at_smoke_scale(chapter, smoke_run):
             assert claim["cause"] in evidence.CAUSES and claim["why"], claim["id"]
 
 
-@pytest.mark.parametrize("chapter", chapters())
-def test_same_ledger_under_another_cpu_capability(chapter, smoke_run, tmp_path):
-    first = smoke_run(chapter)
-    run_chapter(chapter, tmp_path, {"SCALE": "smoke"}, env=OTHER_CPU)
-    other = read_ledger(chapter, tmp_path / "results")
-    assert other["numerics"]["torch_cpu_capability"] == "DEFAULT"
+def _rerun(chapter: str, tmp_path, env: dict) -> dict:
     import json
 
-    diffs = compare_ledgers(first.raw, json.loads((tmp_path / "results" / f"{chapter}.json").read_text()),
-                            atol=ATOL, rtol=0.0)
-    assert not diffs, f"{chapter}: the smoke ledger moved under ATEN_CPU_CAPABILITY=default:\n" + "\n".join(diffs[:20])
+    run_chapter(chapter, tmp_path, {"SCALE": "smoke"}, env=env)
+    return json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_same_ledger_whatever_the_callers_environment(chapter, smoke_run, tmp_path):
+    other = _rerun(chapter, tmp_path, FOREIGN_ENV)
+    assert other["numerics"]["torch_cpu_capability"] == "AVX2"
+    assert set(other["numerics"]["overridden"]) >= {"ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS"}
+    diffs = compare_ledgers(smoke_run(chapter).raw, other, atol=1e-12, rtol=1e-9)
+    assert not diffs, f"{chapter}: the smoke ledger moved when the caller set {FOREIGN_ENV}:\n" + "\n".join(diffs[:20])
+
+
+@pytest.mark.parametrize("chapter", chapters())
+def test_same_verdicts_under_another_cpu_capability(chapter, smoke_run, tmp_path):
+    other = _rerun(chapter, tmp_path, OTHER_KERNELS)
+    assert other["numerics"]["torch_cpu_capability"] == "DEFAULT"
+    diffs = compare_ledgers(smoke_run(chapter).raw, other, atol=ATOL, rtol=0.0)
+    assert not diffs, f"{chapter}: the smoke ledger moved under {OTHER_KERNELS}:\n" + "\n".join(diffs[:20])
 
 
 @pytest.mark.parametrize("chapter", chapters())
