@@ -149,7 +149,7 @@ PRESETS = {
                   mech_periods=(8, 3, 5, 6), mech_fc=16, mech_outer_iters=2, mech_theta_epochs=1, mech_warm_start=20,
                   lr_grid=(1e-2, 3e-2), ablation_seeds=2, bench_epochs=2,
                   sweep_filters=(6, 10), sweep_layers=(1, 2), benchmark_repeats=2, workers=1),
-    "tutorial": dict(lr_grid=(1e-2, 3e-2), sweep_filters=(6, 10), sweep_layers=(1, 2)),
+    "tutorial": dict(lr_grid=(1e-2, 3e-2)),
     "paper": dict(dataset="yelp", n_seeds=3, dim=64, gru_max_len=50, workers=1, epochs=20, pretrain_epochs=100, batch_size=2048,
                   reservoir=30000, replay=15000, outer_iters=5, hat_epochs=5, theta_epochs=5, lr_theta=1e-3,
                   gru_hidden=128, gru_epochs=10, caser_epochs=10, caser_pretrain_epochs=50,
