@@ -116,6 +116,12 @@ class SMLSettings(BaseSettings):
                 if getattr(self, k) is not None}
         return replace(base, **over)
 
+    def stream_protocol(self) -> PeriodProtocol:
+        """The synthetic stream's protocol (equal-count periods, same overrides as the dataset's)."""
+        over = {k: getattr(self, k) for k in ("n_periods", "init_end", "val_start", "test_start")
+                if getattr(self, k) is not None}
+        return replace(PROTOCOLS["synthetic"], **over)
+
     def mech_protocol(self) -> PeriodProtocol:
         """The mechanism stream's protocol: ``mech_periods`` equal-count periods."""
         n, init_end, val_start, test_start = self.mech_periods

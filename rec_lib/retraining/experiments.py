@@ -44,6 +44,7 @@ from rec_lib.utils import benchmark_rotation, seed_everything
 
 __all__ = [
     "Comparison",
+    "synthetic_stream",
     "make_strategy",
     "run_comparison",
     "timing_table",
@@ -62,6 +63,16 @@ __all__ = [
 ]
 
 _SEED_OFFSET = {"Full-retrain": 1, "Fine-tune": 2, "SPMF": 3, "GRU4Rec": 4, "Caser": 5, "Popularity": 6, "BiasedMF": 7}
+
+
+def synthetic_stream(settings: SMLSettings, long_term_weight: float, seed: int = 0) -> PeriodStream:
+    """:func:`rec_lib.data.drifting_stream` with the given long-term weight, cut by
+    :meth:`SMLSettings.stream_protocol` (new users keep arriving; see :func:`returning_stream` for a stream
+    without them)."""
+    data = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
+                           max_interactions=min(400, settings.stream_items // 2),
+                           long_term_weight=long_term_weight, seed=seed)
+    return make_stream(data, settings.stream_protocol())
 
 
 def make_strategy(name: str, stream: PeriodStream, settings: SMLSettings, seeds, device="cpu", init=None,

@@ -152,3 +152,10 @@ def test_settings_reject_bad_new_knobs():
                 dict(mech_outer_iters=0), dict(bench_epochs=0)):
         with pytest.raises(SettingsError):
             CHAPTER.make("smoke", **bad)
+
+
+def test_synthetic_stream_of_the_committed_chapter(settings):
+    from rec_lib.retraining.experiments import synthetic_stream
+
+    st = synthetic_stream(settings.__class__(**{**settings.as_dict(), "stream_users": 60, "stream_items": 400}), 0.5)
+    assert st.n_periods == 8 and st.data.ground_truth["params"]["long_term_weight"] == 0.5
