@@ -535,3 +535,36 @@ def sketch_composition(settings: DiPSSettings, syn: GridResult, stream: str, k: 
         rows.append({"method": method, "noise share": float((top < 0)[ok].float().mean()),
                      "current-topic share": float(cur[ok].float().mean())})
     return pd.DataFrame(rows).set_index("method")
+
+
+def _cache_key(settings: DiPSSettings, what: str) -> str:
+    """A hash of the settings and of every source the grid's numbers depend on (so a library change misses)."""
+    import hashlib
+    import inspect
+
+    from rec_lib.sketching import baselines, inner, policy, projection, synthetic, training
+
+    parts = [what, repr(settings), torch.__version__]
+    parts += [inspect.getsource(m) for m in (baselines, inner, policy, projection, synthetic, training)]
+    parts += [inspect.getsource(f) for f in (prepare_data, prepare_synthetic, truncate_sequences, sketch_config,
+                                             _train_kwargs, _pretrain_task, _method_task, _base_from_state,
+                                             _metrics_row, _full_k, _collect, run_grid, run_synthetic)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cached(settings: DiPSSettings, what: str, fn, use_cache: bool = True) -> GridResult:
+    """``fn(settings)`` (``run_grid`` or ``run_synthetic``), stored under ``cache_dir()/dips`` keyed by
+    :func:`_cache_key`: a rerun with the same settings and library returns the stored result (timings
+    included: ``wall_s`` is the time of the run that made it)."""
+    from rec_lib.paths import cache_dir
+
+    path = cache_dir() / "dips" / f"{what}-{_cache_key(settings, what)}.pt"
+    if use_cache and path.exists():
+        return torch.load(path, weights_only=False)
+    out = fn(settings)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(out, tmp)
+        tmp.replace(path)
+    return out
