@@ -24,7 +24,7 @@ from typing import Any
 
 from rec_lib.paths import results_dir
 
-__all__ = ["ClaimRow", "ledger_paths", "claims_table", "report_markdown", "write_forest_plots", "wall_times", "setup"]
+__all__ = ["ClaimRow", "ledger_paths", "claims_table", "report_markdown", "write_forest_plots", "wall_times", "plain_scalar", "setup"]
 
 VERDICT_MARK = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "inconclusive"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|$~])")
@@ -305,6 +305,37 @@ def write_forest_plots(rows: Iterable[ClaimRow], folder: Path) -> dict[str, Path
 
 
 # ------------------------------------------------------------------------------ Sphinx
+_NUMPY_SCALAR = re.compile(r"^np\.(?:float|int|uint|bool_|complex)\w*\((.*)\)$", re.S)
+
+
+def plain_scalar(text: str) -> str:
+    """``"np.float64(0.25)"`` -> ``"0.25"``: NumPy 2's repr of a scalar, as glue stores it, made plain."""
+    m = _NUMPY_SCALAR.match(text.strip())
+    return m.group(1) if m else text
+
+
+def _numpy_scalars_in_glue() -> None:
+    """Let ``{glue:text}`key:.3f``` format a glued NumPy scalar.
+
+    MyST-NB formats the stored ``text/plain`` with ``float(literal_eval(text))``,
+    which fails on NumPy 2's repr (``np.float64(0.25)``). The chapters glue
+    NumPy results directly, so the book's extension unwraps that repr first.
+    """
+    from myst_nb.core import variables
+    from myst_nb.ext.glue import crossref, roles
+
+    original = variables.format_plain_text
+    if getattr(original, "_rec_lib", False):
+        return
+
+    def format_plain_text(text: str, fmt_spec: str) -> str:
+        return original(plain_scalar(text), fmt_spec)
+
+    format_plain_text._rec_lib = True  # type: ignore[attr-defined]
+    for module in (variables, crossref, roles):
+        module.format_plain_text = format_plain_text
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the ``reproducibility-table`` directive (Sphinx extension entry point)."""
     from docutils import nodes
@@ -351,6 +382,7 @@ def setup(app: Any) -> dict[str, Any]:
         if static not in app_.config.html_static_path:
             app_.config.html_static_path.append(static)
 
+    _numpy_scalars_in_glue()
     app.add_role("paper", paper_role)
     app.add_role("verdict", verdict_role)
     app.connect("builder-inited", add_static)

@@ -169,3 +169,17 @@ def test_sphinx_build_fails_on_an_unreadable_ledger_or_unknown_section(tmp_path,
     write_ledger(ledgers, "sml", [claim("c", section="no-such-label")])
     done = build(tmp_path / "b", ledgers)
     assert done.returncode != 0 and "no-such-label" in done.stderr
+
+
+def test_glued_numpy_scalars_are_formatted():
+    from myst_nb.core.variables import format_plain_text
+
+    from rec_lib.report import _numpy_scalars_in_glue, plain_scalar
+
+    assert plain_scalar("np.float64(0.125)") == "0.125" and plain_scalar("np.int64(3)") == "3"
+    assert plain_scalar("'holds'") == "'holds'"
+    _numpy_scalars_in_glue()
+    from myst_nb.ext.glue import roles
+
+    assert roles.format_plain_text("np.float64(0.12345)", ".3f") == "0.123"
+    assert format_plain_text("0.5", ".2f") == "0.50"
