@@ -54,7 +54,7 @@ const wide = blocks.filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWid
   .map(e => e.tagName.toLowerCase() + ' ' + (e.scrollWidth - e.clientWidth) + 'px: ' + e.textContent.trim().slice(0, 60));
 const noalt = imgs.filter(i => {
   const a = (i.getAttribute('alt') || '').trim();
-  return a.length < 8 || /\.(png|jpe?g|svg|gif)$/i.test(a) || a.includes('/');
+  return a.length < 8 || /\\.(png|jpe?g|svg|gif)$/i.test(a) || a.includes('/');
 }).map(i => i.src.split('/').pop() + ' alt=' + JSON.stringify(i.getAttribute('alt')));
 const badges = Array.from(document.querySelectorAll('.verdict')).map(b => ({
   text: b.textContent.trim(), width: b.getBoundingClientRect().width,
