@@ -70,3 +70,20 @@ def ml100k_available() -> bool:
 
 def pytest_report_header(config):
     return f"REC_LIB_DATA={os.environ.get('REC_LIB_DATA', '<repo>/data')}"
+
+
+# Chapters whose migration to typed claims and glued prose (issue 12) is not
+# done yet: their redesign lives beside their code (rec_lib/<package>/redesign/)
+# and their open issue says what is left. Tests of those two properties are
+# expected to fail for them (strict: a chapter that starts passing must leave
+# this list).
+NOT_MIGRATED = {
+    "sml": "issue 16: the redesigned SML chapter was not executed yet (rec_lib/retraining/redesign/)",
+    "melon": "issue 17: the redesigned MeLON chapter was not executed yet (rec_lib/online_update/redesign/)",
+}
+
+
+def chapter_params(names):
+    """``pytest.param`` per chapter, expected to fail (strictly) for the chapters in :data:`NOT_MIGRATED`."""
+    return [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=NOT_MIGRATED[n])) if n in NOT_MIGRATED
+            else n for n in names]

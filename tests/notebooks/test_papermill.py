@@ -6,6 +6,8 @@ from rec_lib import evidence
 from rec_lib.ledger import compare_ledgers, read_ledger
 from rec_lib.notebooks import chapters
 
+from tests.conftest import chapter_params
+
 from .conftest import run_chapter
 
 VERDICTS = {"holds", "does not hold", "inconclusive"}
@@ -20,7 +22,7 @@ OTHER_MACHINE = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "REC_LIB_CPU_CA
 ATOL = 5e-4  # half the last digit of a number shown at 3 decimals
 
 
-@pytest.mark.parametrize("chapter", chapters())
+@pytest.mark.parametrize("chapter", chapter_params(chapters()))
 def test_chapter_runs_at_smoke_scale(chapter, smoke_run):
     run = smoke_run(chapter)
     led = run.ledger

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import chapter_params
+
 BOOK = Path(__file__).resolve().parents[2] / "book"
 CHAPTERS = sorted(p.stem for p in BOOK.glob("*.ipynb"))
 
@@ -67,7 +69,7 @@ def test_scanner_on_written_examples():
     assert len(bad) == 2 and "0.228" in bad[0] and "72%" in bad[1]
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
+@pytest.mark.parametrize("chapter", chapter_params(CHAPTERS))
 def test_every_number_in_the_prose_is_glued_or_the_papers(chapter):
     problems = [f"markdown cell {i}: {n}" for i, cell in enumerate(_markdown_cells(chapter)) for n in unglued_numbers(cell)]
     assert not problems, (
