@@ -281,6 +281,11 @@ _TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|time|timing|wa
                      r"per_step|seconds|millis", re.I)
 
 
+# Claims read from wall-clock times (speed-ups, cost fits, equal-time budgets)
+# vary between runs: compared only on their presence.
+_TIMED_CLAIM = re.compile(r"speed|cost|time", re.I)
+
+
 def _is_timing(key: str) -> bool:
     return bool(_TIMING.search(str(key).replace(" ", "_").replace("-", "_")))
 
@@ -327,7 +332,8 @@ def compare_ledgers(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-9, rt
     """Differences between two ledgers of the same chapter and settings (empty when they agree).
 
     Claims must agree on their verdicts exactly (timing claims, ``timing``
-    true, are compared on nothing but their presence: wall time varies); every
+    true, kind ``ratio``, or an id that names speed, cost or time, are
+    compared on nothing but their presence: wall time varies); every
     other number in claims, metrics and tables within ``atol + rtol * |b|``.
     Timings, versions, numerics and the write date are not compared; nor is
     any metric or table column whose name says it is a time (``..._s``,
@@ -341,7 +347,7 @@ def compare_ledgers(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-9, rt
             out.append(f"claims.{cid}: present in only one ledger")
             continue
         x, y = ca[cid], cb[cid]
-        if x.get("timing") or y.get("timing"):
+        if x.get("timing") or y.get("timing") or x.get("kind") == "ratio" or _TIMED_CLAIM.search(cid):
             continue
         if x["verdict"] != y["verdict"]:
             out.append(f"claims.{cid}: verdict {x['verdict']!r} vs {y['verdict']!r}")
