@@ -277,8 +277,8 @@ def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ reruns
-_TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|time|timing|wall|speed|elapsed|throughput|"
-                     r"per_step|seconds|millis", re.I)
+_TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|^x |time|timing|wall|speed|elapsed|"
+                     r"throughput|per_step|seconds|millis", re.I)  # "x Default": a time as a multiple of another
 
 
 # Claims read from wall-clock times (speed-ups, cost fits, equal-time budgets)
