@@ -277,7 +277,7 @@ def claims_frame(claims: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ reruns
-_TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|^x_|time|timing|wall|speed|elapsed|"
+_TIMING = re.compile(r"(_s|_ms|_sec|_secs|_seconds|\(s\)|\(ms\))$|^x_|(^|_)(ms|s|sec)_per|per_batch|time|timing|wall|speed|elapsed|"
                      r"throughput|per_step|seconds|millis", re.I)  # "x Default": a time as a multiple of another
 
 
