@@ -23,7 +23,8 @@ environment variable          value      what it pins
 ``OPENBLAS_NUM_THREADS``
 ===========================  =========  ==========================================
 
-plus, in the process: torch's intra-op threads (:data:`THREADS`), one inter-op
+plus, in the process: torch's intra-op threads (:data:`THREADS`, or a worker's own count set
+with :func:`set_threads`), one inter-op
 thread, deterministic algorithms, and :func:`single_threaded_build` around
 every index build (FAISS HNSW).
 
@@ -50,7 +51,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["THREADS", "PINNED", "environment", "pin", "describe", "single_threaded_build", "shell_exports"]
+__all__ = ["THREADS", "PINNED", "environment", "pin", "set_threads", "describe", "single_threaded_build", "shell_exports"]
 
 #: torch intra-op threads (and OpenMP/MKL/OpenBLAS threads) of every process.
 THREADS = 2
@@ -126,10 +127,30 @@ def pin() -> dict[str, Any]:
     return describe()
 
 
+def set_threads(n: int) -> int:
+    """Give this process ``n`` torch intra-op threads from now on, and keep them.
+
+    A pool of ``k`` worker processes on a machine pinned to :data:`THREADS`
+    threads gives each worker ``THREADS // k`` (usually 1): two workers with
+    two threads each on two cores spin against each other and run several
+    times slower. Later :func:`pin` calls (every ``seed_everything``) keep
+    this count instead of restoring the default; a job's numbers depend on
+    the thread count, so the count is part of each job's definition.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    import torch
+
+    _STATE["threads"] = n
+    torch.set_num_threads(n)
+    return n
+
+
 def _pin_torch() -> None:
     import torch
 
-    n = _threads()
+    n = _STATE.get("threads") or _threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     if torch.get_num_interop_threads() != 1:

@@ -71,10 +71,14 @@ def seed_everything(seed: int, set_global: bool = True, deterministic: bool = Tr
 
 
 def set_threads(n: int | None = None) -> int:
-    """Set torch's intra-op threads (default: the machine's cores); return the number used."""
-    n = n or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
+    """Set torch's intra-op threads for the rest of this process (default: the pinned count,
+    :data:`rec_lib.numerics.THREADS` or ``REC_LIB_THREADS``); return the number used.
+
+    Goes through :func:`rec_lib.numerics.set_threads`, so a later ``seed_everything`` keeps it.
+    """
+    from rec_lib import numerics
+
+    return numerics.set_threads(n or numerics._threads())
 
 
 # -------------------------------------------------------------------------- device

@@ -37,7 +37,7 @@ from rec_lib.retraining.strategies import (
     pretrain_mf,
 )
 from rec_lib.retraining.transfer import SML_VARIANTS
-from rec_lib.utils import benchmark_rotation, seed_everything
+from rec_lib.utils import benchmark_rotation, seed_everything, set_threads
 
 __all__ = [
     "Comparison",
@@ -134,7 +134,7 @@ def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
     """Run one job; every random source is seeded from ``(seed, strategy)``, so where (in which
     process) and in which order jobs run does not change any number."""
     if job.threads:
-        torch.set_num_threads(job.threads)
+        set_threads(job.threads)
     stream, settings, p, out = job.stream, job.settings, job.stream.protocol, []
     first = job.names[0]
     seeds = seed_everything(job.seed).child(_SEED_OFFSET.get(first, 10))  # every SML variant draws the same numbers

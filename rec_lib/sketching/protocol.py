@@ -28,7 +28,7 @@ from rec_lib.config import BaseSettings, ChapterSpec, SettingsError
 from rec_lib.sketching.policy import SketchPolicy
 from rec_lib.sketching.training import (METHODS, SequenceBatch, SketchConfig, evaluate_sketching, make_base_model,
                                         train_sketching)
-from rec_lib.utils import progress, seed_everything
+from rec_lib.utils import progress, seed_everything, set_threads
 
 __all__ = ["DiPSSettings", "PRESETS", "CHAPTER", "check_datasets", "SketchData", "prepare_data", "truncate_sequences", "run_grid",
            "GridResult", "sketch_config", "rebuild"]
@@ -222,7 +222,7 @@ def _task_seed(settings: DiPSSettings, *parts: int) -> int:
 def _pretrain_task(settings: DiPSSettings, kind: str, repeat: int, threads: int | None = 1) -> dict:
     """Base model trained with reservoir sketches (K = middle of KS, tau = 1): the shared starting point."""
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     d = _data(settings, kind, repeat)
     seeds = seed_everything(_task_seed(settings, SETTINGS_KINDS.index(kind), repeat))
     k = sorted(settings.ks)[len(settings.ks) // 2]
@@ -250,7 +250,7 @@ def _method_task(settings: DiPSSettings, kind: str, repeat: int, k: int, tau: in
                  keep: bool, threads: int | None = 1) -> dict:
     """Fine-tune and evaluate the five methods of one cell (kind, repeat, K, tau)."""
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     d = _data(settings, kind, repeat)
     device = torch.device(settings.device)
     base = _base_from_state(settings, kind, d.n_items, pre_state)
