@@ -233,13 +233,16 @@ def superiority(
     id: str, claim: str, paper: str, a: Sequence[float], b: Sequence[float] | None = None, *, floor: float,
     floor_why: str = "", higher_is_better: bool = True, role: str = "headline", section: str = "", unit: str = "",
     cause: str | None = None, why: str = "", interval: str = "t", seed: int = 0, fmt: str = "{:+.4g}",
-    replicate: str = "seed",
+    replicate: str = "seed", timing: bool = False,
 ) -> Claim:
     """A beats B by at least ``floor``: paired differences of ``a`` and ``b`` (or ``a`` already differences).
 
     ``interval="t"`` over replicates (seeds, splits); ``"bootstrap"`` over
     units of one run (test users). ``cause``/``why`` are used when the claim
-    does not hold (an automatic reason is written otherwise).
+    does not hold (an automatic reason is written otherwise). ``timing=True``
+    marks a claim read from wall-clock times (every typed claim takes it;
+    :func:`ratio` sets it): reruns compare such claims on presence only
+    (:func:`rec_lib.ledger.compare_ledgers`), nbval must not check them.
     """
     _validate(id, role, "superiority", cause, floor=floor)
     diffs = np.asarray(a, dtype=float).ravel() if b is None else paired_differences(a, b, higher_is_better)
@@ -250,13 +253,14 @@ def superiority(
             f"{n} {replicate}s; holds if the interval excludes 0 and the mean reaches the floor {floor:g}")
     return _finish(id=id, kind="superiority", role=role, claim=claim, paper=paper, effect=effect, lo=lo, hi=hi, n=n,
                    floor=floor, margin=None, test=test, verdict=v, cause=cause, why=why, auto_why=auto,
-                   section=section, unit=unit, level=0.95, floor_why=floor_why, timing=False, replicates=diffs, fmt=fmt)
+                   section=section, unit=unit, level=0.95, floor_why=floor_why, timing=timing, replicates=diffs, fmt=fmt)
 
 
 def equivalence(
     id: str, claim: str, paper: str, a: Sequence[float], b: Sequence[float] | None = None, *, margin: float,
     floor_why: str = "", role: str = "headline", section: str = "", unit: str = "", cause: str | None = None,
     why: str = "", interval: str = "t", seed: int = 0, fmt: str = "{:+.4g}", replicate: str = "seed",
+    timing: bool = False,
 ) -> Claim:
     """A is as good as B within ``margin``: two one-sided tests (a 90% interval inside ±margin)."""
     _validate(id, role, "equivalence", cause, margin=margin)
@@ -274,14 +278,14 @@ def equivalence(
             f"must lie inside ±{margin:g}")
     return _finish(id=id, kind="equivalence", role=role, claim=claim, paper=paper, effect=effect, lo=lo, hi=hi, n=n,
                    floor=None, margin=margin, test=test, verdict=v, cause=cause, why=why, auto_why=auto,
-                   section=section, unit=unit, level=0.90, floor_why=floor_why, timing=False, replicates=diffs, fmt=fmt)
+                   section=section, unit=unit, level=0.90, floor_why=floor_why, timing=timing, replicates=diffs, fmt=fmt)
 
 
 def non_inferiority(
     id: str, claim: str, paper: str, a: Sequence[float], b: Sequence[float] | None = None, *, margin: float,
     floor_why: str = "", higher_is_better: bool = True, role: str = "headline", section: str = "", unit: str = "",
     cause: str | None = None, why: str = "", interval: str = "t", seed: int = 0, fmt: str = "{:+.4g}",
-    replicate: str = "seed",
+    replicate: str = "seed", timing: bool = False,
 ) -> Claim:
     """A is not worse than B by more than ``margin`` (one-sided 95%: the low end of a 90% interval)."""
     _validate(id, role, "non-inferiority", cause, margin=margin)
@@ -299,7 +303,7 @@ def non_inferiority(
             f"{replicate}s must stay above -{margin:g}")
     return _finish(id=id, kind="non-inferiority", role=role, claim=claim, paper=paper, effect=effect, lo=lo, hi=hi,
                    n=n, floor=None, margin=margin, test=test, verdict=v, cause=cause, why=why, auto_why=auto,
-                   section=section, unit=unit, level=0.90, floor_why=floor_why, timing=False, replicates=diffs, fmt=fmt)
+                   section=section, unit=unit, level=0.90, floor_why=floor_why, timing=timing, replicates=diffs, fmt=fmt)
 
 
 def ratio(
@@ -343,7 +347,7 @@ def trend(
     id: str, claim: str, paper: str, x: Sequence[float], y: Sequence[float], *, expect: str,
     floor: float | None = None, margin: float | None = None, floor_why: str = "", role: str = "headline",
     section: str = "", unit: str = "", cause: str | None = None, why: str = "", x_label: str = "x",
-    fmt: str = "{:+.4g}",
+    fmt: str = "{:+.4g}", timing: bool = False,
 ) -> Claim:
     """y grows (``expect="increasing"``), falls (``"decreasing"``) or stays flat (``"flat"``) with x.
 
@@ -389,7 +393,7 @@ def trend(
             + (f"inside ±{margin:g}" if expect == "flat" else f"({expect}; floor {floor:g})"))
     return _finish(id=id, kind="trend", role=role, claim=claim, paper=paper, effect=slope, lo=lo, hi=hi, n=n,
                    floor=floor, margin=margin, test=test, verdict=v, cause=cause, why=why, auto_why=auto,
-                   section=section, unit=unit, level=level, floor_why=floor_why, timing=False, replicates=y, fmt=fmt)
+                   section=section, unit=unit, level=level, floor_why=floor_why, timing=timing, replicates=y, fmt=fmt)
 
 
 def check(

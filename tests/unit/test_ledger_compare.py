@@ -54,3 +54,19 @@ def test_missing_claims_and_tables_are_differences():
     diffs = compare_ledgers(a, b)
     assert any("claims.speed: present in only one" in d for d in diffs)
     assert any("table1: present in only one" in d for d in diffs)
+
+
+def test_typed_claims_marked_timing_are_compared_on_presence_only():
+    """A trend or superiority read from wall-clock seconds (timing=True) may flip between runs."""
+    led = Ledger("demo", {"scale": "smoke", "seed": 0})
+    led.add_claims([ev.trend("flat-retrain", "retraining stays flat", "", [1, 2, 3, 4], [1.0, 1.01, 0.99, 1.0],
+                             expect="flat", margin=0.05, timing=True),
+                    ev.superiority("a-beats-b", "A beats B", "", [0.3, 0.31, 0.32], [0.2, 0.21, 0.2], floor=0.01)])
+    a = _jsonable(led.to_dict())
+    assert a["claims"][0]["timing"] is True and a["claims"][1]["timing"] is False
+    b = copy.deepcopy(a)
+    b["claims"][0]["verdict"], b["claims"][0]["effect"] = "does not hold", 0.4
+    assert compare_ledgers(a, b) == []
+    b["claims"][1]["effect"] += 0.01
+    diffs = compare_ledgers(a, b)
+    assert len(diffs) == 1 and diffs[0].startswith("claims.a-beats-b.effect")
