@@ -21,7 +21,7 @@ def test_pinned_values_cap_kernels_at_avx2_and_threads_at_two():
     p = numerics.PINNED
     assert p["ATEN_CPU_CAPABILITY"] == "avx2" and p["MKL_CBWR"] == "AVX2"
     assert p["OMP_NUM_THREADS"] == p["MKL_NUM_THREADS"] == str(numerics.THREADS) == "2"
-    assert "AVX512F" in p["NPY_DISABLE_CPU_FEATURES"]
+    assert "AVX512F" in p["NPY_DISABLE_CPU_FEATURES"] and p["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_environment_overrides_a_callers_values_and_keeps_the_rest():
