@@ -179,15 +179,60 @@ def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
     return [((first, job.seed), res, strat if first in job.keep else None)]
 
 
-def _map(fn, jobs: list, workers: int) -> list:
-    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes when ``workers > 1``."""
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+_POOL: dict = {}
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-            return list(pool.map(fn, jobs))
+
+def _pool(workers: int):
+    """One pool of ``workers`` spawned processes, kept for the next calls: starting a worker imports torch
+    and rec_lib (seconds each), which the chapter would otherwise pay at every stage."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _POOL.get("workers") != workers:
+        if "pool" in _POOL:
+            _POOL["pool"].shutdown()
+        _POOL.update(workers=workers, pool=ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")))
+    return _POOL["pool"]
+
+
+def _map(fn, jobs: list, workers: int) -> list:
+    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes (one pool, reused) when ``workers > 1``."""
+    if workers > 1 and len(jobs) > 1:
+        try:
+            return list(_pool(workers).map(fn, jobs))
+        except Exception:
+            _POOL.clear()  # a broken pool is not reused
+            raise
     return [fn(j) for j in jobs]
+
+
+def _comparison_jobs(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
+                     device="cpu", keep: Sequence[str] = (), workers: int = 1, lrs: dict | None = None,
+                     stop: int | None = None, **sml_over) -> list[_Job]:
+    p = stream.protocol
+    groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods
+              if not (m == "SML-S" and "SML" in methods)]
+    jobs = []
+    for seed in seeds:
+        init_seeds = seed_everything(seed).child(0)
+        torch.manual_seed(init_seeds.seed)
+        init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), init_seeds, device)
+        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0,
+                      dict(lrs or {}), stop)
+                 for g in groups]
+    return jobs
+
+
+def _collect(stream: PeriodStream, methods: Sequence[str], done: list) -> Comparison:
+    results, kept = {}, {}
+    for out in done:
+        for key, res, strat in out:
+            results[key] = res
+            if strat is not None:
+                kept[key] = strat
+    order = {m: k for k, m in enumerate(methods)}
+    results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])))
+    return Comparison(stream, results, kept)
 
 
 def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
@@ -205,27 +250,8 @@ def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequenc
     ``lrs`` maps an MF baseline to its (tuned) learning rate; ``stop`` ends
     every run before that period (tuning on the validation periods).
     """
-    p = stream.protocol
-    groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods
-              if not (m == "SML-S" and "SML" in methods)]
-    jobs = []
-    for seed in seeds:
-        init_seeds = seed_everything(seed).child(0)
-        torch.manual_seed(init_seeds.seed)
-        init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), init_seeds, device)
-        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0,
-                      dict(lrs or {}), stop)
-                 for g in groups]
-    done = _map(_run_job, jobs, workers)
-    results, kept = {}, {}
-    for out in done:
-        for key, res, strat in out:
-            results[key] = res
-            if strat is not None:
-                kept[key] = strat
-    order = {m: k for k, m in enumerate(methods)}
-    results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])))
-    return Comparison(stream, results, kept)
+    jobs = _comparison_jobs(stream, settings, methods, seeds, device, keep, workers, lrs, stop, **sml_over)
+    return _collect(stream, methods, _map(_run_job, jobs, workers))
 
 
 def timing_table(comparison: Comparison, methods: Sequence[str] = ("Full-retrain", "SML", "Fine-tune", "SML-S"),
@@ -444,15 +470,17 @@ def run_mechanism(settings: SMLSettings, weights: Sequence[float], seeds: Sequen
     (``SMLConfig.warm_start``); its final state is kept for the filters.
     """
     mech = replace(settings, n_neg=settings.mech_n_neg)
-    over = dict(batch_size=settings.mech_batch, fc=settings.mech_fc, outer_iters=settings.mech_outer_iters, theta_epochs=settings.mech_theta_epochs,
-                warm_start=settings.mech_warm_start)
-    out = {}
-    for w in weights:
-        for seed in seeds:
-            stream = returning_stream(settings, w, seed)
-            out[(w, seed)] = run_comparison(stream, mech, ["Full-retrain", "Fine-tune", "SML", "SML-N"], [seed],
-                                            device, keep=["SML", "SML-N"], workers=workers, **over)
-    return out
+    over = dict(batch_size=settings.mech_batch, fc=settings.mech_fc, outer_iters=settings.mech_outer_iters,
+                theta_epochs=settings.mech_theta_epochs, warm_start=settings.mech_warm_start)
+    methods = ["Full-retrain", "Fine-tune", "SML", "SML-N"]
+    streams = {(w, seed): returning_stream(settings, w, seed) for w in weights for seed in seeds}
+    jobs = {key: _comparison_jobs(stream, mech, methods, [key[1]], device, keep=["SML", "SML-N"], workers=workers,
+                                  **over)
+            for key, stream in streams.items()}
+    flat = [j for js in jobs.values() for j in js]
+    flat.sort(key=lambda j: j.names[0] not in ("SML", "SML-N"))  # the longest jobs first: the workers end together
+    done = dict(zip(map(id, flat), _map(_run_job, flat, workers)))
+    return {key: _collect(streams[key], methods, [done[id(j)] for j in js]) for key, js in jobs.items()}
 
 
 def filter_shift(updater) -> pd.DataFrame:
