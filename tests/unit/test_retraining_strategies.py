@@ -22,7 +22,7 @@ from rec_lib.retraining.experiments import (
 )
 from rec_lib.retraining.strategies import MFConfig, MFStrategy, SPMF, pretrain_mf
 from rec_lib.retraining.transfer import TransferCNN
-from rec_lib.utils import seed_everything
+from rec_lib.utils import seed_everything, set_threads
 
 PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
 SMALL = dict(n_seeds=1, n_neg=20, n_periods=8, init_end=3, val_start=5, test_start=6, dim=8, epochs=2,
@@ -177,12 +177,13 @@ def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
 @pytest.mark.slow
 def test_run_comparison_in_worker_processes_gives_the_same_numbers(stream, settings):
     # workers run one torch thread each; the sequential run must too (float sums split by threads round differently)
+    # (set_threads, not torch.set_num_threads: seed_everything in each job keeps a count set by set_threads)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    set_threads(1)
     try:
         a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
     finally:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     c = run_comparison(stream, settings, ["Fine-tune", "SML"], [0], workers=2).runs().set_index("method")
     pd.testing.assert_frame_equal(a, c)
 
