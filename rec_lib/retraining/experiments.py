@@ -7,6 +7,7 @@ a figure needs ranks), so the notebook only tabulates and plots.
 from __future__ import annotations
 
 import copy
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -28,7 +29,9 @@ from rec_lib.retraining.protocol import (
     run_strategy,
 )
 from rec_lib.retraining.strategies import (
+    BiasedMFRetrain,
     CaserFineTune,
+    PopularityRetrain,
     FineTune,
     FullRetrain,
     GRU4RecRetrain,
@@ -36,7 +39,7 @@ from rec_lib.retraining.strategies import (
     SPMF,
     pretrain_mf,
 )
-from rec_lib.retraining.transfer import SML_VARIANTS
+from rec_lib.retraining.transfer import SML_VARIANTS, block_batches
 from rec_lib.utils import benchmark_rotation, seed_everything, set_threads
 
 __all__ = [
@@ -49,23 +52,41 @@ __all__ = [
     "by_interaction_type",
     "filter_reading",
     "sweep_transfer",
+    "segment_runs",
+    "cold_start_table",
+    "tune_learning_rates",
+    "speed_benchmark",
+    "returning_stream",
+    "run_mechanism",
+    "filter_shift",
+    "first_order_table",
 ]
 
-_SEED_OFFSET = {"Full-retrain": 1, "Fine-tune": 2, "SPMF": 3, "GRU4Rec": 4, "Caser": 5}
+_SEED_OFFSET = {"Full-retrain": 1, "Fine-tune": 2, "SPMF": 3, "GRU4Rec": 4, "Caser": 5, "Popularity": 6, "BiasedMF": 7}
 
 
 def synthetic_stream(settings: SMLSettings, long_term_weight: float, seed: int = 0) -> PeriodStream:
-    """:func:`rec_lib.data.drifting_stream` with the given long-term weight, cut by the stream protocol."""
+    """:func:`rec_lib.data.drifting_stream` with the given long-term weight, cut by
+    :meth:`SMLSettings.stream_protocol` (new users keep arriving; see :func:`returning_stream` for a stream
+    without them)."""
     data = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
                            max_interactions=min(400, settings.stream_items // 2),
                            long_term_weight=long_term_weight, seed=seed)
     return make_stream(data, settings.stream_protocol())
 
 
-def make_strategy(name: str, stream: PeriodStream, settings: SMLSettings, seeds, device="cpu", init=None, **sml_over):
-    """A strategy of Table 1 or Figure 4 by name; ``sml_over`` changes SML's config (the sweeps)."""
+def make_strategy(name: str, stream: PeriodStream, settings: SMLSettings, seeds, device="cpu", init=None,
+                  lr: float | None = None, **sml_over):
+    """A strategy of Table 1 or Figure 4 by name; ``sml_over`` changes SML's config (the sweeps);
+    ``lr`` replaces the MF learning rate of an MF baseline (its tuned value)."""
     mf, seq = settings.mf_config(), settings.seq_config()
+    if lr is not None:
+        mf = replace(mf, lr=lr)
     n_users, n_items = stream.data.n_users, stream.data.n_items
+    if name == "Popularity":
+        return PopularityRetrain(n_users, n_items, device)
+    if name == "BiasedMF":
+        return BiasedMFRetrain(mf, seeds, device)
     if name == "Full-retrain":
         return FullRetrain(mf, seeds, device, init)
     if name == "Fine-tune":
@@ -78,7 +99,8 @@ def make_strategy(name: str, stream: PeriodStream, settings: SMLSettings, seeds,
         return GRU4RecRetrain(previous_items(stream.data, seq.gru_max_len, n_items), n_items, mf.dim, seq, seeds, device)
     if name == "Caser":
         return CaserFineTune(previous_items(stream.data, seq.caser_L, n_items), n_users, n_items, mf.dim, seq, seeds, device)
-    raise ValueError(f"unknown strategy {name!r}; choose from Full-retrain, Fine-tune, SPMF, GRU4Rec, Caser, "
+    raise ValueError(f"unknown strategy {name!r}; choose from Popularity, BiasedMF, Full-retrain, Fine-tune, SPMF, "
+                     "GRU4Rec, Caser, "
                      f"{', '.join(SML_VARIANTS)}")
 
 
@@ -128,6 +150,8 @@ class _Job:
     keep: tuple[str, ...]
     sml_over: dict
     threads: int
+    lrs: dict = field(default_factory=dict)
+    stop: int | None = None
 
 
 def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
@@ -139,7 +163,8 @@ def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
     first = job.names[0]
     seeds = seed_everything(job.seed).child(_SEED_OFFSET.get(first, 10))  # every SML variant draws the same numbers
     torch.manual_seed(seeds.seed)  # module initialisations use the global generator
-    strat = make_strategy(first, stream, settings, seeds, job.device, job.init, **job.sml_over)
+    strat = make_strategy(first, stream, settings, seeds, job.device, job.init, lr=job.lrs.get(first),
+                          **job.sml_over)
     if job.names == ("SML", "SML-S"):
         head = run_strategy(strat, stream, job.seed, settings.n_neg, stop=p.val_start, desc="SML")
         fork = copy.deepcopy(strat)
@@ -150,33 +175,40 @@ def _run_job(job: _Job) -> list[tuple[tuple[str, int], RunResult, object]]:
             tail.seconds, tail.name = {**head.seconds, **tail.seconds}, label
             out.append(((label, job.seed), tail, s if label in job.keep else None))
         return out
-    res = run_strategy(strat, stream, job.seed, settings.n_neg, desc=first)
+    res = run_strategy(strat, stream, job.seed, settings.n_neg, stop=job.stop, desc=first)
     return [((first, job.seed), res, strat if first in job.keep else None)]
 
 
-def _map(fn, jobs: list, workers: int) -> list:
-    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes when ``workers > 1``."""
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+_POOL: dict = {}
 
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=mp.get_context("spawn")) as pool:
-            return list(pool.map(fn, jobs))
+
+def _pool(workers: int):
+    """One pool of ``workers`` spawned processes, kept for the next calls: starting a worker imports torch
+    and rec_lib (seconds each), which the chapter would otherwise pay at every stage."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    if _POOL.get("workers") != workers:
+        if "pool" in _POOL:
+            _POOL["pool"].shutdown()
+        _POOL.update(workers=workers, pool=ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")))
+    return _POOL["pool"]
+
+
+def _map(fn, jobs: list, workers: int) -> list:
+    """``[fn(j) for j in jobs]``, in ``workers`` spawned processes (one pool, reused) when ``workers > 1``."""
+    if workers > 1 and len(jobs) > 1:
+        try:
+            return list(_pool(workers).map(fn, jobs))
+        except Exception:
+            _POOL.clear()  # a broken pool is not reused
+            raise
     return [fn(j) for j in jobs]
 
 
-def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
-                   device="cpu", keep: Sequence[str] = (), workers: int = 1, **sml_over) -> Comparison:
-    """Run ``methods`` on ``stream`` for each seed; all MF methods of a seed start from one initial model.
-
-    ``SML-S`` is forked from ``SML`` at the first validation period (they
-    are the same until serving starts), so asking for both costs one run.
-    ``keep`` names the strategies whose final state is kept (Figure 7, the
-    timing benchmark). ``workers > 1`` runs the (strategy, seed) jobs in that
-    many processes with one torch thread each: the numbers are those of
-    ``workers=1`` in a process running one torch thread (with more threads,
-    float sums are split differently and the last digits can differ).
-    """
+def _comparison_jobs(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
+                     device="cpu", keep: Sequence[str] = (), workers: int = 1, lrs: dict | None = None,
+                     stop: int | None = None, **sml_over) -> list[_Job]:
     p = stream.protocol
     groups = [("SML", "SML-S") if m == "SML" and "SML-S" in methods else (m,) for m in methods
               if not (m == "SML-S" and "SML" in methods)]
@@ -185,9 +217,13 @@ def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequenc
         init_seeds = seed_everything(seed).child(0)
         torch.manual_seed(init_seeds.seed)
         init = pretrain_mf(History(stream, p.init_end - 1), settings.mf_config(), init_seeds, device)
-        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0)
+        jobs += [_Job(stream, settings, g, seed, init, str(device), tuple(keep), dict(sml_over), 1 if workers > 1 else 0,
+                      dict(lrs or {}), stop)
                  for g in groups]
-    done = _map(_run_job, jobs, workers)
+    return jobs
+
+
+def _collect(stream: PeriodStream, methods: Sequence[str], done: list) -> Comparison:
     results, kept = {}, {}
     for out in done:
         for key, res, strat in out:
@@ -197,6 +233,25 @@ def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequenc
     order = {m: k for k, m in enumerate(methods)}
     results = dict(sorted(results.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])))
     return Comparison(stream, results, kept)
+
+
+def run_comparison(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], seeds: Sequence[int],
+                   device="cpu", keep: Sequence[str] = (), workers: int = 1, lrs: dict | None = None,
+                   stop: int | None = None, **sml_over) -> Comparison:
+    """Run ``methods`` on ``stream`` for each seed; all MF methods of a seed start from one initial model.
+
+    ``SML-S`` is forked from ``SML`` at the first validation period (they
+    are the same until serving starts), so asking for both costs one run.
+    ``keep`` names the strategies whose final state is kept (Figure 7, the
+    timing benchmark). ``workers > 1`` runs the (strategy, seed) jobs in that
+    many processes with one torch thread each: the numbers are those of
+    ``workers=1`` in a process running one torch thread (with more threads,
+    float sums are split differently and the last digits can differ).
+    ``lrs`` maps an MF baseline to its (tuned) learning rate; ``stop`` ends
+    every run before that period (tuning on the validation periods).
+    """
+    jobs = _comparison_jobs(stream, settings, methods, seeds, device, keep, workers, lrs, stop, **sml_over)
+    return _collect(stream, methods, _map(_run_job, jobs, workers))
 
 
 def timing_table(comparison: Comparison, methods: Sequence[str] = ("Full-retrain", "SML", "Fine-tune", "SML-S"),
@@ -296,3 +351,169 @@ def sweep_transfer(stream: PeriodStream, settings: SMLSettings, seeds: Sequence[
         done[f] = pd.concat([done.get(f), row], ignore_index=True) if f in done else row
     rows = [done[f].assign(sweep=kind, value=value) for kind, value, f in configs]
     return pd.concat(rows, ignore_index=True)
+
+
+# ------------------------------------------------------------------ cold start, segments, tuning
+def segment_runs(comparison: Comparison, k: int = 20) -> pd.DataFrame:
+    """Recall@k per (method, seed, segment) over the test periods (:mod:`rec_lib.evaluation`).
+
+    A test row of period ``t`` is from a *returning* user when the user has an
+    interaction in ``D_0 .. D_{t-1}`` (an *old* item likewise). Segments:
+    ``returning user``, ``new user``, the four crosses (``returning user /
+    old item``, ...) and ``all``; ``n`` rows, ``share`` of all rows.
+    """
+    from rec_lib.evaluation import per_row_metrics, segment_labels, segment_table
+
+    stream, metric = comparison.stream, f"recall@{k}"
+    labels = {}
+    for t in stream.test_periods:
+        users, items = stream.arrays(t)
+        labels[t] = segment_labels(users, items, *stream.arrays_upto(t - 1))
+    frames = []
+    for (m, s), r in comparison.results.items():
+        rows = pd.concat([labels[t].assign(**{metric: per_row_metrics(r.ranks[t], ks=(k,), which=("hit",))[f"hit@{k}"]})
+                          for t in stream.test_periods], ignore_index=True)
+        for by in (("user_segment",), ("segment",)):
+            tab = segment_table(rows, metric, by=by, total=by == ("segment",))
+            frames.append(tab.rename(columns={by[0]: "segment"}).assign(method=m, seed=s))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["method", "seed", "segment", "n", "share", metric]]
+
+
+def cold_start_table(comparison: Comparison) -> pd.DataFrame:
+    """The cold-start readings of every run (:func:`rec_lib.retraining.cold_start_stats`), averaged over the
+    test periods: one row per (method, seed) with the number of new users, their rows' mean pairwise
+    cosine and the mean Spearman correlation of their scores with item popularity."""
+    rows = []
+    test = set(comparison.stream.test_periods)
+    for (m, s), r in comparison.results.items():
+        per = [v for t, v in r.probe.items() if t in test]
+        if per:
+            rows.append({"method": m, "seed": s, "new users": float(np.mean([v["n"] for v in per])),
+                         "cosine": float(np.nanmean([v["cosine"] for v in per])),
+                         "spearman_pop": float(np.nanmean([v["spearman_pop"] for v in per]))})
+    return pd.DataFrame(rows)
+
+
+def tune_learning_rates(stream: PeriodStream, settings: SMLSettings, methods: Sequence[str], grid: Sequence[float],
+                        seed: int, device="cpu", workers: int = 1, metric: str = "recall@20") -> pd.DataFrame:
+    """Each MF baseline's learning rate picked on the validation periods (one seed), as SML's transfer rate was.
+
+    Runs every (method, lr) up to the first test period; returns one row per
+    pair with the validation ``metric`` and ``chosen`` (the best lr of the method).
+    """
+    rows = []
+    for lr in grid:
+        comp = run_comparison(stream, settings, methods, [seed], device, workers=workers,
+                              lrs={m: lr for m in methods}, stop=stream.protocol.test_start)
+        val = comp.runs("val")
+        rows += [{"method": r["method"], "lr": lr, metric: r[metric]} for _, r in val.iterrows()]
+    out = pd.DataFrame(rows)
+    best = out.loc[out.groupby("method", sort=False)[metric].idxmax()].set_index("method")["lr"]
+    return out.assign(chosen=out["lr"] == out["method"].map(best))
+
+
+def speed_benchmark(comparison: Comparison, seed: int, periods: Sequence[int], repeats: int = 2,
+                    full_epochs: int = 20, sml: str = "SML") -> pd.DataFrame:
+    """One retraining at each of ``periods`` by Full-retrain at ``full_epochs`` epochs (the paper's timed
+    Table 2 setting) and by SML, timed in rotation from copies of the kept final states.
+
+    Returns one row per (period, round) with both times and their ratio.
+    """
+    import time
+
+    stream, rows = comparison.stream, []
+    full = comparison.strategies[("Full-retrain", seed)]
+    for t in periods:
+        for k in range(repeats):
+            times = {}
+            for name in ("Full-retrain", sml):
+                strat = copy.deepcopy(full if name == "Full-retrain" else comparison.strategies[(name, seed)])
+                if name == "Full-retrain":
+                    strat.cfg = replace(strat.cfg, epochs=full_epochs)
+                t0 = time.perf_counter()
+                strat.update(History(stream, t))
+                times[name] = time.perf_counter() - t0
+            rows.append({"period": t, "round": k, "full_s": times["Full-retrain"], "sml_s": times[sml],
+                         "ratio": times["Full-retrain"] / times[sml]})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ the transfer's mechanism
+def returning_stream(settings: SMLSettings, long_term_weight: float, seed: int) -> PeriodStream:
+    """A drifting stream of returning users only: every user has data in the initial periods.
+
+    :func:`rec_lib.data.drifting_stream` (``stream_*`` sizes), cut by
+    :meth:`SMLSettings.mech_protocol`; the users whose first interaction
+    falls after the initial periods are dropped and the rest cut again,
+    until none is left (so no test user is new, and drift is the only change).
+    """
+    data = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
+                           max_interactions=settings.stream_max, long_term_weight=long_term_weight, seed=seed)
+    proto = settings.mech_protocol()
+    for _ in range(10):
+        stream = make_stream(data, proto)
+        first_u, _ = stream.first_periods()
+        late = first_u[stream.data.users] >= proto.init_end
+        if not late.any():
+            return stream
+        data = stream.data.subset(np.flatnonzero(~late))
+    raise RuntimeError("could not make a stream of returning users only")
+
+
+def run_mechanism(settings: SMLSettings, weights: Sequence[float], seeds: Sequence[int], device="cpu",
+                  workers: int = 1) -> dict[tuple[float, int], Comparison]:
+    """Full-retrain, Fine-tune, SML and SML-N on :func:`returning_stream` for each (long-term weight, seed).
+
+    The stream's seed is the run's seed (replicates vary the data too). SML
+    gets the ``mech_*`` transfer budget and an identity warm start
+    (``SMLConfig.warm_start``); its final state is kept for the filters.
+    """
+    mech = replace(settings, n_neg=settings.mech_n_neg)
+    over = dict(batch_size=settings.mech_batch, fc=settings.mech_fc, outer_iters=settings.mech_outer_iters,
+                theta_epochs=settings.mech_theta_epochs, warm_start=settings.mech_warm_start)
+    methods = ["Full-retrain", "Fine-tune", "SML", "SML-N"]
+    streams = {(w, seed): returning_stream(settings, w, seed) for w in weights for seed in seeds}
+    jobs = {key: _comparison_jobs(stream, mech, methods, [key[1]], device, keep=["SML", "SML-N"], workers=workers,
+                                  **over)
+            for key, stream in streams.items()}
+    flat = [j for js in jobs.values() for j in js]
+    flat.sort(key=lambda j: j.names[0] not in ("SML", "SML-N"))  # the longest jobs first: the workers end together
+    done = dict(zip(map(id, flat), _map(_run_job, flat, workers)))
+    return {key: _collect(streams[key], methods, [done[id(j)] for j in js]) for key, js in jobs.items()}
+
+
+def filter_shift(updater) -> pd.DataFrame:
+    """Figure 7 as a contrast: ``hat_vs_prev`` (:func:`filter_reading`) of each transfer's ``F^(1)`` at
+    initialisation (after the warm start, if any) and learned, and the log of learned over initial."""
+    rows = []
+    for g, net in updater.transfer.nets.items():
+        init = types.SimpleNamespace(first_filters=updater.initial_filters[g])
+        a, b = filter_reading(init)["hat_vs_prev"], filter_reading(net)["hat_vs_prev"]
+        rows.append({"group": g, "initial": a, "learned": b, "log shift": float(np.log(b / a))})
+    return pd.DataFrame(rows)
+
+
+def first_order_table(updater, stream: PeriodStream, seed: int, lrs: Sequence[float], repeats: int = 3,
+                      batch_size: int = 1024, device="cpu") -> pd.DataFrame:
+    """Exact vs first-order meta-gradient on step 1's actual trajectory (:func:`unrolled_meta_gradients`).
+
+    ``D_t`` is the second-to-last period (all its mini-batches: the steps
+    step 1 takes in one pass), ``D_{t+1}`` one mini-batch of the last
+    period; the served parameters start the task. One row per (lr, repeat):
+    steps, cosine of the two gradients, relative gap ``|exact - first| / |exact|``.
+    """
+    from rec_lib.retraining.transfer import SMLTask, unrolled_meta_gradients
+
+    gen, rows = seed_everything(seed), []
+    t = stream.n_periods - 2
+    for lr in lrs:
+        for k in range(repeats):
+            task = SMLTask(updater.W)
+            b_t = list(block_batches(*stream.arrays(t), stream.seen, gen, batch_size=batch_size, device=device))
+            b_n = next(block_batches(*stream.arrays(t + 1), stream.seen, gen, batch_size=batch_size, device=device))
+            exact, first = unrolled_meta_gradients(updater.transfer, task, b_t, b_n, lr=lr, loss=updater.loss)
+            cos = float(torch.nn.functional.cosine_similarity(exact, first, dim=0))
+            gap = float((exact - first).norm() / exact.norm())
+            rows.append({"lr": lr, "repeat": k, "steps": len(b_t), "cosine": cos, "relative gap": gap})
+    return pd.DataFrame(rows)

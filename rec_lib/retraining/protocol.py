@@ -310,6 +310,7 @@ class RunResult:
     metrics: pd.DataFrame  # one row per evaluated period
     seconds: dict[int, float]  # retraining wall time per period
     log: list = field(default_factory=list)
+    probe: dict = field(default_factory=dict)  # the strategy's cold-start readings per tested period, if any
 
     def average(self, periods: Iterable[int] | None = None) -> dict[str, float]:
         """Metrics averaged over ``periods`` (default: all evaluated), weighted by interactions."""
@@ -365,4 +366,5 @@ def run_strategy(strategy, stream: PeriodStream, seed: int = 0, n_neg: int = 999
             strategy.update(History(stream, t, log))
     metrics = pd.DataFrame(rows).set_index("period") if rows else pd.DataFrame()
     seconds = {int(k): v[0] for k, v in watch.times.items()}
-    return RunResult(getattr(strategy, "name", type(strategy).__name__), ranks, metrics, seconds, log)
+    probe = {t: v for t, v in getattr(strategy, "probe", {}).items() if start <= t < stop}
+    return RunResult(getattr(strategy, "name", type(strategy).__name__), ranks, metrics, seconds, log, dict(probe))

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from rec_lib.data.sampling import SeenItems
 from rec_lib.metrics import rank_in_catalogue
-from rec_lib.models import MF, Caser, GRU4Rec, fit_caser, fit_next_item, fit_pairs
+from rec_lib.models import MF, BiasedMF, Caser, GRU4Rec, Popularity, fit_caser, fit_next_item, fit_pairs
 from rec_lib.models.mf import mf_score
 from rec_lib.data.splits import user_sequences
 from rec_lib.retraining.protocol import History, PeriodStream
@@ -46,6 +47,9 @@ __all__ = [
     "Reservoir",
     "SPMF",
     "SMLRetrain",
+    "PopularityRetrain",
+    "BiasedMFRetrain",
+    "cold_start_stats",
     "GRU4RecRetrain",
     "CaserFineTune",
 ]
@@ -81,6 +85,7 @@ class SMLConfig:
     l2_hat: float = 0.0
     l2_theta: float = 0.0
     batch_size: int = 1024
+    warm_start: int = 0  # Adam steps fitting the transfer to return w_hat first (0: the paper's random start)
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,62 @@ def pretrain_mf(history: History, cfg: MFConfig, seeds: Seeds, device: torch.dev
     return model
 
 
-class MFStrategy:
+def _ranks_rows(x: torch.Tensor) -> torch.Tensor:
+    """Ranks (0 .. n-1) within each row, ties broken by position."""
+    return x.argsort(dim=1).argsort(dim=1).double()
+
+
+@torch.no_grad()
+def cold_start_stats(user_rows: torch.Tensor | None, scores: torch.Tensor, popularity: np.ndarray) -> dict[str, float]:
+    """How a model treats users it has never seen: how alike their rows are, how popular their picks.
+
+    ``user_rows`` ``[n, d]`` (the rows those users are served with, or
+    ``None``), ``scores`` ``[n, n_items]`` (their scores of every item),
+    ``popularity`` ``[n_items]`` (interaction counts so far). Returns
+    ``cosine`` (mean pairwise cosine of the rows, off the diagonal; NaN for
+    fewer than 2 rows or no rows) and ``spearman_pop`` (mean over users of
+    the Spearman correlation between a user's scores and item popularity).
+    """
+    n = scores.shape[0]
+    out = {"n": float(n), "cosine": float("nan"), "spearman_pop": float("nan")}
+    if n == 0:
+        return out
+    if user_rows is not None and n >= 2:
+        u = F.normalize(user_rows.double(), dim=1)
+        c = u @ u.T
+        out["cosine"] = float((c.sum() - c.diagonal().sum()) / (n * (n - 1)))
+    pop = torch.as_tensor(popularity, dtype=torch.float64)
+    rp = _ranks_rows((pop + 1e-9 * torch.arange(len(pop))).unsqueeze(0))[0]  # ties broken by id
+    rs = _ranks_rows(scores.double().cpu())
+    rp, rs = rp - rp.mean(), rs - rs.mean(1, keepdim=True)
+    rho = (rs @ rp) / (rs.norm(dim=1) * rp.norm() + 1e-12)
+    out["spearman_pop"] = float(rho.mean())
+    return out
+
+
+class _ColdStartProbe:
+    """After each retraining at ``t``, record :func:`cold_start_stats` for the users new at ``t + 1``.
+
+    Only for ``t + 1`` a period that is tested (validation or test); kept in
+    :attr:`probe` (``{t + 1: stats}``) and copied into the run's result.
+    """
+
+    def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        raise NotImplementedError
+
+    def record_cold_start(self, history: History) -> None:
+        stream, t = history.stream, history.t
+        if t + 1 >= stream.n_periods or t + 1 < stream.protocol.val_start:
+            return
+        first_u, _ = stream.first_periods()
+        users_next, _ = stream.arrays(t + 1)
+        new = np.unique(users_next[first_u[users_next] == t + 1])
+        pop = np.bincount(stream.arrays_upto(t)[1], minlength=stream.data.n_items)
+        rows, scores = self._rows_and_scores(torch.as_tensor(new, dtype=torch.long))
+        self.__dict__.setdefault("probe", {})[t + 1] = cold_start_stats(rows, scores, pop)
+
+
+class MFStrategy(_ColdStartProbe):
     """An MF recommender retrained by fitting the data :meth:`training_data` picks, from ``W_{t-1}``."""
 
     name = "MF"
@@ -132,6 +192,12 @@ class MFStrategy:
         fit_pairs(self.model, users, items, history.seen, self.seeds, loss="bce", epochs=self.cfg.epochs, lr=self.cfg.lr,
                   weight_decay=self.cfg.weight_decay, batch_size=self.cfg.batch_size, n_neg=self.cfg.n_neg,
                   device=self.device, desc=self.name)
+        self.record_cold_start(history)
+
+    @torch.no_grad()
+    def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        p = self.model.user.weight[users.to(self.device)]
+        return p, p @ self.model.item.weight.T
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
@@ -228,7 +294,66 @@ class SPMF(MFStrategy):
         return np.concatenate([users, replay_u]), np.concatenate([items, replay_i])
 
 
-class SMLRetrain:
+class PopularityRetrain(_ColdStartProbe):
+    """Popularity: every user gets the items ranked by their interaction counts in ``D_0 .. D_t``.
+
+    The non-personalised control of Table 1 (:class:`rec_lib.models.Popularity`):
+    whatever a strategy gains on users it has never seen is read against it.
+    """
+
+    name = "Popularity"
+
+    def __init__(self, n_users: int, n_items: int, device: torch.device | str = "cpu"):
+        self.model, self.device = Popularity(n_users, n_items), torch.device(device)
+
+    def pretrain(self, history: History) -> None:
+        self.model.fit(*history.upto())
+
+    def update(self, history: History) -> None:
+        self.model.fit(*history.upto())
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        return self.model(users, cands)
+
+
+class BiasedMFRetrain(MFStrategy):
+    """Full retraining of MF with global, user and item biases; never-seen users get the mean known user.
+
+    :class:`rec_lib.models.BiasedMF` trained with the log loss on ``D_0 .. D_t``
+    from its previous weights, ``epochs`` epochs per period (as Full-retrain);
+    its own initial model (``pretrain_epochs`` on the initial periods). The
+    cold-start control of Table 1: a plain MF gives a new user its random
+    initial vector, this one the average known user plus the item biases.
+    """
+
+    name = "BiasedMF"
+
+    def pretrain(self, history: History) -> None:
+        self.model = BiasedMF(history.n_users, history.n_items, self.cfg.dim, generator=self.seeds.torch_gen)
+        self.model.to(self.device)
+        self._fit(history, self.cfg.pretrain_epochs)
+
+    def _fit(self, history: History, epochs: int) -> None:
+        self.model.fit(*history.upto(), self.seeds, seen=history.seen, loss="bce", epochs=epochs, lr=self.cfg.lr,
+                       batch_size=self.cfg.batch_size, weight_decay=self.cfg.weight_decay, n_neg=self.cfg.n_neg,
+                       device=self.device, desc=self.name)
+
+    def update(self, history: History) -> None:
+        self._fit(history, self.cfg.epochs)
+        self.record_cold_start(history)
+
+    @torch.no_grad()
+    def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        users = users.to(self.device)
+        return self.model.user_params(users)[0], self.model.score_all(users)
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
+        return self.model(users.to(self.device), cands.to(self.device))
+
+
+class SMLRetrain(_ColdStartProbe):
     """SML (or one of its ablations) on the period protocol, driving an :class:`SMLUpdater`.
 
     The initial MF is ``W_{init_end-1}``; every period's data is a block for
@@ -249,7 +374,8 @@ class SMLRetrain:
                                   variant=self.name, loss="bce", lr_hat=self.cfg.lr_hat, lr_theta=self.cfg.lr_theta,
                                   l2_hat=self.cfg.l2_hat, l2_theta=self.cfg.l2_theta, outer_iters=self.cfg.outer_iters,
                                   hat_epochs=self.cfg.hat_epochs, theta_epochs=self.cfg.theta_epochs,
-                                  batch_size=self.cfg.batch_size, n_neg=self.mf.n_neg, device=self.device)
+                                  batch_size=self.cfg.batch_size, n_neg=self.mf.n_neg, device=self.device,
+                                  warm_start=self.cfg.warm_start)
 
     def on_serving(self) -> None:
         if self.name == "SML-S":
@@ -258,6 +384,12 @@ class SMLRetrain:
     def update(self, history: History) -> None:
         self.updater.seen = history.seen
         self.updater.update(*history.period(history.t))
+        self.record_cold_start(history)
+
+    @torch.no_grad()
+    def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        p = self.updater.P[users.to(self.device)]
+        return p, p @ self.updater.Q.T
 
     def score(self, users: torch.Tensor, rows: torch.Tensor, cands: torch.Tensor) -> torch.Tensor:
         return self.updater.score(users, cands)

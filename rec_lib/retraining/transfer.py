@@ -51,6 +51,8 @@ __all__ = [
     "step2_learn_transfer",
     "apply_transfer",
     "meta_gradients",
+    "unrolled_meta_gradients",
+    "identity_warm_start",
     "block_batches",
     "SMLUpdater",
     "SML_VARIANTS",
@@ -305,6 +307,81 @@ def meta_gradients(transfer: SMLTransfer, task: SMLTask, batch_t: Batch, batch_n
     return torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten() for g in first])
 
 
+def _adam_unrolled(transfer: SMLTransfer, task, batches: Sequence[Batch], lr: float, fn: LossFn,
+                   betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> dict[str, torch.Tensor]:
+    """``W_hat`` after ``len(batches)`` Adam steps of step 1, kept differentiable in ``Theta``."""
+    groups = list(task.hat.keys())
+    hat = {g: task.hat[g] for g in groups}
+    m = {g: torch.zeros_like(hat[g]) for g in groups}
+    v = {g: torch.zeros_like(hat[g]) for g in groups}
+    b1, b2 = betas
+    for k, batch in enumerate(batches, 1):
+        state = types.SimpleNamespace(prev=task.prev, hat=hat)
+        grads = torch.autograd.grad(fn(*transfer_scores(transfer, state, *batch)), [hat[g] for g in groups],
+                                    create_graph=True)
+        new = {}
+        for g, gr in zip(groups, grads):
+            m[g] = b1 * m[g] + (1 - b1) * gr
+            v[g] = b2 * v[g] + (1 - b2) * gr**2
+            m_hat, v_hat = m[g] / (1 - b1**k), v[g] / (1 - b2**k)
+            new[g] = hat[g] - lr * m_hat / ((v_hat + 1e-20).sqrt() + eps)
+        hat = new
+    return hat
+
+
+def unrolled_meta_gradients(transfer: SMLTransfer, task: SMLTask, batches_t: Sequence[Batch], batch_next: Batch,
+                            lr: float = 1e-2, loss: str | LossFn = "bce") -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact and first-order gradients of ``L_s`` w.r.t. ``Theta`` on the actual step-1 trajectory.
+
+    Step 1 is unrolled as it runs in training: one Adam step of learning rate
+    ``lr`` per mini-batch of ``batches_t`` (``D_t``), from ``W_hat = task.hat``,
+    every step differentiable in ``Theta`` (through the gradients and Adam's
+    moments). The *exact* gradient of ``L_0(f_Theta(W_{t-1}, W_hat_k) | D_{t+1})``
+    (on ``batch_next``) follows ``W_hat_k``'s dependence on ``Theta``; the
+    *first-order* one (eq. 11) treats ``W_hat_k`` as a constant. Returns both, flattened.
+    """
+    if not batches_t:
+        raise ValueError("unrolled_meta_gradients needs at least one step-1 mini-batch")
+    fn = _loss_fn(loss)
+    params = list(transfer.parameters())
+    hat = _adam_unrolled(transfer, task, list(batches_t), lr, fn)
+    stepped = types.SimpleNamespace(prev=task.prev, hat=hat)
+    exact = torch.autograd.grad(fn(*transfer_scores(transfer, stepped, *batch_next)), params)
+    frozen = types.SimpleNamespace(prev=task.prev, hat={g: w.detach() for g, w in hat.items()})
+    first = torch.autograd.grad(fn(*transfer_scores(transfer, frozen, *batch_next)), params)
+    return torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten() for g in first])
+
+
+def identity_warm_start(transfer: SMLTransfer, rows: Mapping[str, torch.Tensor], seeds: Seeds, steps: int = 200,
+                        lr: float = 3e-3, noise: float = 0.5, batch_size: int = 1024) -> list[float]:
+    """Fit the transfer to ``f_Theta(w, w_hat) = w_hat`` before any task (our deviation, not the paper's).
+
+    ``w`` are rows of ``rows[group]`` (the initial model), ``w_hat = w + noise
+    * std(w) * N(0, 1)``; ``steps`` Adam steps on the mean squared error. A
+    transfer so started serves what step 1 fitted on the new data, so SML
+    starts as Fine-tune and training decides how much of ``w_{t-1}`` to keep.
+    Returns the loss of every step.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    opt = torch.optim.Adam(transfer.parameters(), lr=lr)
+    gen, losses = seeds.torch_gen, []
+    for _ in range(steps):
+        total = 0.0
+        for g, w_all in rows.items():
+            w_all = w_all.detach()
+            idx = torch.randint(len(w_all), (min(batch_size, len(w_all)),), generator=gen).to(w_all.device)
+            w = w_all[idx]
+            eps = torch.randn(w.shape, generator=gen).to(w.device)
+            w_hat = w + noise * w_all.std() * eps
+            total = total + F.mse_loss(transfer(g, w, w_hat), w_hat)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        losses.append(float(total.detach()))
+    return losses
+
+
 def block_batches(users: np.ndarray, items: np.ndarray, seen: SeenItems | None, seeds: Seeds, epochs: int = 1,
                   batch_size: int = 1024, n_neg: int = 1, device: torch.device | str = "cpu",
                   negatives: np.ndarray | torch.Tensor | None = None) -> Iterator[Batch]:
@@ -366,7 +443,10 @@ class SMLUpdater:
     every block comes with its own (``update(users, items, negatives)``, as
     the mini-batches of an online stream do).
     ``hat_epochs`` / ``theta_epochs`` are the passes over the block in each
-    step-1 / step-2 call. Timings and losses of each call are kept in
+    step-1 / step-2 call. ``warm_start > 0`` first fits the transfer to
+    return ``w_hat`` (:func:`identity_warm_start`, that many steps; not in the
+    paper); :attr:`initial_filters` keeps ``F^(1)`` of each transfer as it
+    was before the first task (Figure 7's baseline). Timings and losses of each call are kept in
     :attr:`log`.
     """
 
@@ -374,7 +454,7 @@ class SMLUpdater:
                  filters: Sequence[int] = (10, 5), fc: int | None = 512, variant: str = "SML", loss: str = "bce",
                  lr_hat: float = 1e-2, lr_theta: float = 1e-3, l2_hat: float = 0.0, l2_theta: float = 0.0,
                  outer_iters: int = 2, hat_epochs: int = 1, theta_epochs: int = 1, batch_size: int = 1024,
-                 n_neg: int = 1, device: torch.device | str = "cpu"):
+                 n_neg: int = 1, device: torch.device | str = "cpu", warm_start: int = 0):
         if variant not in SML_VARIANTS:
             raise ValueError(f"variant must be one of {SML_VARIANTS}, got {variant!r}")
         if P0.ndim != 2 or Q0.ndim != 2 or P0.shape[1] != Q0.shape[1]:
@@ -393,8 +473,10 @@ class SMLUpdater:
         self.batch_size, self.n_neg = batch_size, n_neg
         d = P0.shape[1]
         self.transfer = SMLTransfer({"user": d, "item": d}, filters, fc).to(self.device)
-        self.theta_optimizer = torch.optim.Adam(self.transfer.parameters(), lr=lr_theta, weight_decay=l2_theta)
         self.W = {"user": P0.detach().to(self.device).clone(), "item": Q0.detach().to(self.device).clone()}
+        self.warm_losses = identity_warm_start(self.transfer, self.W, seeds, warm_start) if warm_start else []
+        self.initial_filters = {g: net.first_filters.clone() for g, net in self.transfer.nets.items() if net.convs}
+        self.theta_optimizer = torch.optim.Adam(self.transfer.parameters(), lr=lr_theta, weight_decay=l2_theta)
         self.task: SMLTask | None = None
         self.block: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
         self.update_transfer = True

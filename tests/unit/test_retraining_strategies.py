@@ -17,17 +17,17 @@ from rec_lib.retraining.experiments import (
     make_strategy,
     run_comparison,
     sweep_transfer,
-    synthetic_stream,
+    returning_stream,
     timing_table,
 )
 from rec_lib.retraining.strategies import MFConfig, MFStrategy, SPMF, pretrain_mf
 from rec_lib.retraining.transfer import TransferCNN
-from rec_lib.utils import seed_everything
+from rec_lib.utils import seed_everything, set_threads
 
 PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
 SMALL = dict(n_seeds=1, n_neg=20, n_periods=8, init_end=3, val_start=5, test_start=6, dim=8, epochs=2,
              pretrain_epochs=3, batch_size=256, reservoir=300, replay=150, fc=16, outer_iters=2, gru_hidden=8,
-             gru_max_len=5, caser_epochs=2, caser_pretrain_epochs=2, stream_users=60, stream_items=400,
+             gru_max_len=5, caser_epochs=2, caser_pretrain_epochs=2, stream_users=60, stream_items=400, stream_max=40,
              sweep_filters=(2, 10), sweep_layers=(1, 2), workers=1)
 
 
@@ -177,12 +177,13 @@ def test_run_comparison_does_not_depend_on_order_or_workers(stream, settings):
 @pytest.mark.slow
 def test_run_comparison_in_worker_processes_gives_the_same_numbers(stream, settings):
     # workers run one torch thread each; the sequential run must too (float sums split by threads round differently)
+    # (set_threads, not torch.set_num_threads: seed_everything in each job keeps a count set by set_threads)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    set_threads(1)
     try:
         a = run_comparison(stream, settings, ["Fine-tune", "SML"], [0]).runs().set_index("method")
     finally:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     c = run_comparison(stream, settings, ["Fine-tune", "SML"], [0], workers=2).runs().set_index("method")
     pd.testing.assert_frame_equal(a, c)
 
@@ -204,6 +205,9 @@ def test_sweep_transfer_reuses_the_default(stream, settings):
     assert sweep.loc[sweep["value"].eq(10), "recall@20"].iloc[0] == default
 
 
-def test_synthetic_stream(settings):
-    st = synthetic_stream(settings, 0.5)
-    assert st.n_periods == 8 and st.data.ground_truth["params"]["long_term_weight"] == 0.5
+def test_returning_stream_has_no_new_user_after_the_initial_periods(settings):
+    s = settings.__class__(**{**settings.as_dict(), "stream_users": 150, "stream_items": 200, "stream_max": 60,
+                              "mech_periods": (8, 3, 5, 6)})
+    st = returning_stream(s, 0.5, seed=0)
+    first_u, _ = st.first_periods()
+    assert st.n_periods == 8 and (first_u[st.data.users] < 3).all()
