@@ -47,7 +47,7 @@ def test_timings_and_claims(led):
         assert (t["median_s"] > 0).all()
     claims = {c["id"]: c for c in led["claims"]}
     checks = {i for i, c in claims.items() if c["kind"] == "check"}
-    assert {"lemma1", "lemma2", "theorem3", "melon-rank", "rates-in-range", "melon-affordable"} <= checks
+    assert {"lemma1", "lemma2", "theorem3", "melon-rank", "rates-in-range", "melon-time-affordable"} <= checks
     for i in ("lemma1", "lemma2", "theorem3", "rates-in-range"):
         assert claims[i]["verdict"] == "passes", i
     roles = {c["role"] for c in claims.values()}
