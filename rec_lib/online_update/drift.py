@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from rec_lib.data.schema import Interactions
-from rec_lib.data.synthetic import _EPOCH, _DAY, _clustered_items, _ou_step, power_law_counts
+from rec_lib.data.synthetic import _EPOCH, _DAY, _clustered_items, _ou_step, activity_times, power_law_counts
 
 __all__ = ["planted_drift_stream", "pair_groups", "rates_by_group", "two_way_decomposition",
            "gradient_correlations", "USER_TYPES"]
@@ -66,12 +66,8 @@ def planted_drift_stream(n_users: int = 500, n_items: int = 500, dim: int = 16, 
     fast[rng.permutation(n_users)[: int(round(fast_share * n_users))]] = True
     w = np.full(n_users, 0.5) if alike else np.where(fast, 0.0, 1.0)
     n_u = power_law_counts(n_users, activity_exponent, min_interactions, max_interactions, rng)
-    span = horizon_days * rng.uniform(0.05, 1.0, n_users)
-    start = rng.uniform(0, 1, n_users) * (horizon_days - span)
-    T = int(n_u.max())
-    raw = rng.random((n_users, T))
-    raw[np.arange(T)[None, :] >= n_u[:, None]] = np.inf
-    t_days = start[:, None] + span[:, None] * np.sort(raw, axis=1)
+    t_days = activity_times(n_u, horizon_days, rng)
+    T = t_days.shape[1]
     chosen = np.zeros((n_users, n_items), dtype=bool)
     s = rng.standard_normal((n_users, dim)) / np.sqrt(dim)
     rows_u, rows_i, rows_t = [], [], []

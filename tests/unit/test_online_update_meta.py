@@ -16,14 +16,7 @@ from rec_lib.online_update import (
 )
 from rec_lib.online_update.claims import hr_claim, rate_gap_claim, segment_claim
 from rec_lib.utils import seed_everything
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.unit.test_online_update import _one_thread  # noqa: F401  (autouse: one thread, as in the chapter)
 
 
 @pytest.fixture(scope="module")
