@@ -62,6 +62,20 @@ def _clustered_items(n_items: int, dim: int, n_clusters: int, spread: float, rng
     return v, cluster, centres
 
 
+def activity_times(n_u: np.ndarray, horizon_days: float, rng: np.random.Generator) -> np.ndarray:
+    """Each user's interaction times in days ``[n_users, max(n_u)]``, sorted; ``inf`` past its count ``n_u``.
+
+    Each user is active over a random window of the horizon (5% to all of it).
+    """
+    n_users = len(n_u)
+    span = horizon_days * rng.uniform(0.05, 1.0, n_users)
+    start = rng.uniform(0, 1, n_users) * (horizon_days - span)
+    T = int(n_u.max())
+    raw = rng.random((n_users, T))
+    raw[np.arange(T)[None, :] >= n_u[:, None]] = np.inf
+    return start[:, None] + span[:, None] * np.sort(raw, axis=1)
+
+
 def _ou_step(state: np.ndarray, dt: np.ndarray, tau: float, scale: float, rng: np.random.Generator) -> np.ndarray:
     """Exact Ornstein-Uhlenbeck transition over ``dt`` (stationary std ``scale``)."""
     rho = np.exp(-dt / tau)[:, None]
@@ -127,13 +141,8 @@ def drifting_stream(
     p = m + user_spread * rng.standard_normal((n_users, dim)) / np.sqrt(dim)
     n_u = power_law_counts(n_users, activity_exponent, min_interactions, max_interactions, rng)
 
-    # Times: each user is active over a random window of the horizon.
-    span = horizon_days * rng.uniform(0.05, 1.0, n_users)
-    start = rng.uniform(0, 1, n_users) * (horizon_days - span)
-    T = int(n_u.max())
-    raw = rng.random((n_users, T))
-    raw[np.arange(T)[None, :] >= n_u[:, None]] = np.inf
-    t_days = start[:, None] + span[:, None] * np.sort(raw, axis=1)
+    t_days = activity_times(n_u, horizon_days, rng)
+    T = t_days.shape[1]
 
     # Global trend g(t) on a daily grid (shared by all users).
     grid = np.arange(int(np.ceil(horizon_days)) + 2)

@@ -173,15 +173,24 @@ def submatrix(W: torch.Tensor, view: BatchView, n_rows: int = 40, n_cols: int = 
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A block of ``W`` for Figure 4: ``n_rows`` interactions x ``n_cols`` parameters they involve.
 
-    Columns are drawn among the parameters involved by the chosen interactions
-    (so each shown rate acts on a real gradient), rows and columns sorted by
-    their means. Returns ``(block, row_means, col_means)`` of the block.
+    Columns are drawn among the parameters involved by the chosen
+    interactions; entries whose interaction does not involve the parameter
+    (``g = 0``: the rate acts on nothing) are NaN, so only rates on real
+    gradients are drawn and averaged. Rows and columns sorted by their means
+    over involved entries. Returns ``(block, row_means, col_means)``.
     """
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(view.n, size=min(n_rows, view.n), replace=False))
     inv = view.involved[rows].any(0).cpu().numpy()
     cand = np.flatnonzero(inv)
     cols = np.sort(rng.choice(cand, size=min(n_cols, len(cand)), replace=False))
-    B = W[rows][:, cols].cpu().numpy()
-    B = B[np.argsort(-B.mean(1))][:, np.argsort(-B.mean(0))]
-    return B, B.mean(1), B.mean(0)
+    B = W[rows][:, cols].cpu().numpy().astype(float)
+    B[~view.involved[rows][:, cols].cpu().numpy()] = np.nan
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            B = B[np.argsort(-np.nan_to_num(np.nanmean(B, 1), nan=-np.inf))]
+            B = B[:, np.argsort(-np.nan_to_num(np.nanmean(B, 0), nan=-np.inf))]
+            return B, np.nanmean(B, 1), np.nanmean(B, 0)

@@ -29,6 +29,15 @@ role MLP (no parameter inputs: each row of ``W`` is constant, importance
 reweighting, eq. 3); ``MeLON_P`` drops step I and feeds the role MLP the
 batch's loss and gradient (no interaction inputs: each column is constant,
 meta-optimisation, eq. 4). Both have ``rank(W) = 1`` (Lemma 2).
+
+``MeLON-code`` (variant ``"F"``) is the update of the authors' published code
+rather than of the paper: the role MLP sees ``[L(x), g_x,m]`` only (no
+``theta``) and a second sigmoid head, a *forget gate* ``f`` (bias started at
+``forget_bias``, near 1), shrinks the parameter, an LSTM-like cell::
+
+    theta_m <- theta_m - (1 / n_m) sum_x [(1 - f_x,m) theta_m + w_x,m g_x,m]
+
+(with ``f = 1`` it is MeLON's eq. 13). The paper does not describe the gate.
 """
 
 from __future__ import annotations
@@ -44,14 +53,14 @@ from rec_lib.online_update.strategies import MetaStrategy, Touched, preprocess
 
 __all__ = ["MeLONNet", "MeLON", "VARIANTS"]
 
-VARIANTS = {"2D": "MeLON", "I": "MeLON_I", "P": "MeLON_P"}
+VARIANTS = {"2D": "MeLON", "I": "MeLON_I", "P": "MeLON_P", "F": "MeLON-code"}
 
 
 class MeLONNet(nn.Module):
     """The meta-model of eq. 8-12 (``variant`` "2D", or the ablations "I" and "P")."""
 
     def __init__(self, emb_dim: int, hidden: int = 16, role_layers: int = 2, variant: str = "2D",
-                 max_ratio: float = 4.0):
+                 max_ratio: float = 4.0, forget_bias: float = 5.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -59,7 +68,7 @@ class MeLONNet(nn.Module):
             raise ValueError(f"emb_dim, hidden and role_layers must be >= 1, got {emb_dim}, {hidden}, {role_layers}")
         if max_ratio <= 1:
             raise ValueError(f"max_ratio must be > 1, got {max_ratio}")
-        self.variant, self.uses_interaction = variant, variant in ("2D", "I")
+        self.variant, self.uses_interaction = variant, variant in ("2D", "I", "F")
         if self.uses_interaction:
             self.att_user = nn.Linear(2 * emb_dim, 1, bias=False)  # a_U, eq. 9
             self.att_item = nn.Linear(2 * emb_dim, 1, bias=False)  # a_I
@@ -68,7 +77,7 @@ class MeLONNet(nn.Module):
             self.inter = nn.Linear(2 * hidden, hidden)  # W_x, b_x, eq. 10
             self.lr_x = nn.Linear(hidden, 1, bias=False)  # the h_x half of W_lr, eq. 12
         layers: list[nn.Module] = []
-        width = 2 if variant == "I" else 6
+        width = {"I": 2, "F": 4}.get(variant, 6)
         for _ in range(role_layers):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
@@ -79,6 +88,12 @@ class MeLONNet(nn.Module):
             self.lr_theta.bias.fill_(-math.log(max_ratio - 1.0))
             if self.uses_interaction:
                 self.lr_x.weight.mul_(0.1)
+        if variant == "F":  # the forget gate of the official code, started near 1 (no shrinkage)
+            self.forget_theta, self.forget_x = nn.Linear(hidden, 1), nn.Linear(hidden, 1, bias=False)
+            with torch.no_grad():
+                self.forget_theta.weight.mul_(0.1)
+                self.forget_theta.bias.fill_(forget_bias)
+                self.forget_x.weight.mul_(0.1)
 
     @staticmethod
     def extend(e_self: torch.Tensor, e_nbrs: torch.Tensor, mask: torch.Tensor, att: nn.Linear, ext: nn.Linear) -> torch.Tensor:
@@ -108,6 +123,13 @@ class MeLONNet(nn.Module):
             s = s + self.lr_x(h_x)
         return torch.sigmoid(s)
 
+    def rates_and_forget(self, h_x: torch.Tensor, role_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Variant ``"F"``: the rate of :meth:`rates` and the forget gate ``f`` ``[n, M]``, from one role pass."""
+        h = self.role(role_inputs)
+        s = self.lr_theta(h).squeeze(-1) + self.lr_x(h_x)
+        f = self.forget_theta(h).squeeze(-1) + self.forget_x(h_x)
+        return torch.sigmoid(s), torch.sigmoid(f)
+
 
 def role_features(theta: torch.Tensor, losses: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     """``[..., M, 6]`` preprocessed ``(theta_m, L(x), g_x,m)``; shapes broadcast to ``grads``."""
@@ -128,7 +150,7 @@ class MeLON(MetaStrategy):
             raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
         self.variant, self.hidden, self.role_layers, self.max_ratio = variant, hidden, role_layers, float(max_ratio)
         self.name = VARIANTS[variant]
-        self.direction = variant
+        self.direction = "2D" if variant == "F" else variant
 
     @property
     def w_max(self) -> float:
@@ -155,9 +177,11 @@ class MeLON(MetaStrategy):
             return {"touched": t, "theta": t.gather(params), "g": t.gather(g), "feats": feats}
         ps = self.rec.per_sample(batch, params)
         cache = {"ps": ps, "x": self.interaction_inputs(params, batch)}
-        if self.variant == "2D":
+        if self.variant in ("2D", "F"):
             theta, grads = _flat(ps, ps.values), _flat(ps, ps.grads)
             cache["feats"] = role_features(theta, ps.losses, grads)  # [n, M_local, 6]
+            if self.variant == "F":
+                cache["feats"], cache["theta"], cache["g"] = cache["feats"][..., 2:], theta, grads
         else:
             cache["feats"] = preprocess(ps.losses)[:, None, :]  # [n, 1, 2]
         return cache
@@ -166,15 +190,45 @@ class MeLON(MetaStrategy):
     def look_ahead(self, params, batch, cache) -> Params:
         if self.variant == "P":
             w = self.w_max * self.net.rates(None, cache["feats"])[0]  # [M]
+            self._log(w)
             return cache["touched"].replace(params, cache["theta"] - w * cache["g"])
         ps: PerSample = cache["ps"]
         h_x = self.net.interaction(*cache["x"])
+        if self.variant == "F":
+            rate, f = self.net.rates_and_forget(h_x, cache["feats"])
+            w = self.w_max * rate
+            self._log(w)
+            step = w * cache["g"] + (1.0 - f) * cache["theta"]
+            pseudo = PerSample(ps.losses, _unflat(ps, step), ps.values, ps.rows, ps.counts)
+            return self.rec.apply_per_sample(params, pseudo, {k: 1.0 for k in ps.grads})
         w = self.w_max * self.net.rates(h_x, cache["feats"])  # [n, M_local] or [n, 1]
+        self._log(w)
         if self.variant == "2D":
             W = _unflat(ps, w)
         else:
             W = {k: w.view(-1, *([1] * (g.ndim - 1))) for k, g in ps.grads.items()}
         return self.rec.apply_per_sample(params, ps, W)
+
+    def _log(self, w: torch.Tensor) -> None:
+        """Record the mean rate / eta of an applied update (not of a look-ahead replay)."""
+        if not torch.is_grad_enabled():
+            self.rate_log.append(float(w.mean()) / self.lr)
+
+    def pair_rates(self, batch, params: Params | None = None) -> tuple[torch.Tensor, PerSample]:
+        """The rate of every involved pair ``[n, M_local]`` (per-sample layout) and the per-sample gradients.
+
+        Variants "2D" and "F" only; column ``m`` of interaction ``x`` is the
+        ``m``-th entry of its own rows and the dense weights (``_flat`` order).
+        """
+        if self.variant not in ("2D", "F"):
+            raise ValueError(f"pair_rates needs a per-pair variant, not {self.variant!r}")
+        params = self.rec.snapshot() if params is None else params
+        with torch.no_grad():
+            cache = self.prepare(params, batch)
+            h_x = self.net.interaction(*cache["x"])
+            if self.variant == "F":
+                return self.w_max * self.net.rates_and_forget(h_x, cache["feats"])[0], cache["ps"]
+            return self.w_max * self.net.rates(h_x, cache["feats"]), cache["ps"]
 
     def learning_rate_matrix(self, view) -> torch.Tensor:
         """``W`` over all interaction-parameter pairs of ``view`` (``g = 0`` where ``x`` does not involve ``m``)."""
@@ -186,7 +240,10 @@ class MeLON(MetaStrategy):
             if self.variant == "I":
                 feats = preprocess(view.losses)[:, None, :]
                 return (self.w_max * self.net.rates(h_x, feats)).expand(view.n, view.M).clone()
-            return self.w_max * self.net.rates(h_x, role_features(view.theta[None, :], view.losses, view.grads))
+            feats = role_features(view.theta[None, :], view.losses, view.grads)
+            if self.variant == "F":
+                return self.w_max * self.net.rates_and_forget(h_x, feats[..., 2:])[0]
+            return self.w_max * self.net.rates(h_x, feats)
 
 
 def _flat(ps: PerSample, values: Params) -> torch.Tensor:

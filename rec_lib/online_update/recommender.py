@@ -93,9 +93,28 @@ class OnlineRecommender:
         embeddings of size ``dim`` each, MLP ``layers``) with the log loss."""
         if kind == "BPR":
             return cls(MF(n_users, n_items, dim=dim).to(device), "bpr", "BPR")
+        if kind == "BiasedBPR":  # user and item biases; new users start at the mean known user (see mean_new_users)
+            return cls(MF(n_users, n_items, dim=dim, bias=True).to(device), "bpr", "BiasedBPR")
         if kind == "NCF":
             return cls(NCF(n_users, n_items, dim_gmf=dim, dim_mlp=dim, layers=layers).to(device), "bce", "NCF")
-        raise ValueError(f"kind must be 'BPR' or 'NCF', got {kind!r}")
+        raise ValueError(f"kind must be 'BPR', 'BiasedBPR' or 'NCF', got {kind!r}")
+
+    @torch.no_grad()
+    def mean_new_users(self, known_users) -> None:
+        """Set every user outside ``known_users`` to the mean known user (vector; bias tables to 0).
+
+        As :class:`rec_lib.models.BiasedMF` scores a new user, but written into
+        the table so that the online update starts from that row and moves it.
+        """
+        known = torch.zeros(self.n_users, dtype=torch.bool, device=self.device)
+        known[torch.as_tensor(known_users, dtype=torch.long, device=self.device)] = True
+        if not known.any():
+            raise ValueError("at least one user must be known")
+        for k, side in self.tables.items():
+            if side == "user":
+                p = self.params[k]
+                fill = torch.zeros_like(p[0]) if "bias" in k else p[known].mean(0)
+                p[~known] = fill
 
     def clone(self) -> "OnlineRecommender":
         """An independent copy (same parameter values)."""

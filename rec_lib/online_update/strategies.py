@@ -51,7 +51,7 @@ from rec_lib.retraining.transfer import SMLUpdater
 from rec_lib.utils import seed_everything
 
 __all__ = [
-    "UpdateStrategy", "NoUpdate", "Default", "EALS", "MetaStrategy", "MWNet", "MetaSGD", "S2Meta",
+    "UpdateStrategy", "NoUpdate", "Default", "EALS", "MetaStrategy", "MWNet", "MetaSGD", "GlobalRate", "S2Meta",
     "SML", "Touched", "preprocess",
 ]
 
@@ -243,6 +243,7 @@ class MetaStrategy(UpdateStrategy):
             raise ValueError(f"{type(self).__name__}: meta_lr must be > 0, got {meta_lr}")
         self.meta_lr = float(meta_lr)
         self.meta_losses: list[float] = []
+        self.rate_log: list[float] = []  # mean rate / eta of each update (where the strategy records it)
         self._prev = None
 
     def build(self, rec: OnlineRecommender) -> list[torch.Tensor]:
@@ -262,6 +263,19 @@ class MetaStrategy(UpdateStrategy):
         self.meta_params = self.build(rec)
         self.opt = torch.optim.Adam(self.meta_params, lr=self.meta_lr)
         self._prev = None
+        return self
+
+    def rebind(self, rec, stream=None) -> "MetaStrategy":
+        """Attach another recommender but keep the meta-parameters learned so far (and their optimiser).
+
+        Used after meta-training on the replayed pre-training share: the
+        meta-model carries over, the recommender starts again from the
+        pre-trained one, and the look-ahead memory is cleared.
+        """
+        if not hasattr(self, "meta_params"):
+            return self.bind(rec, stream)
+        self.rec, self.stream, self._prev = rec, stream, None
+        self.rate_log = []
         return self
 
     def meta_step(self, batch) -> float | None:
@@ -348,6 +362,39 @@ class MetaSGD(MetaStrategy):
     def learning_rate_matrix(self, view) -> torch.Tensor:
         with torch.no_grad():
             return view.touched.gather(self.alpha)[None, :].expand(view.n, view.M).clone()
+
+
+class GlobalRate(MetaStrategy):
+    """One learned rate for every interaction-parameter pair: ``W = alpha 1 1^T`` (a control).
+
+    ``alpha`` starts at ``eta`` and is meta-learned with the same look-ahead
+    as MeLON. If MeLON's gain over Default came from the *size* of its step
+    alone, this strategy would match it.
+    """
+
+    name = "Global rate"
+    direction = "-"
+
+    def build(self, rec) -> list[torch.Tensor]:
+        self.log_alpha = torch.tensor(math.log(self.lr), device=rec.device, requires_grad=True)
+        return [self.log_alpha]
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    def prepare(self, params, batch) -> dict:
+        _, g, _ = self.rec.mean_gradient(batch, params)
+        return {"g": g}
+
+    def look_ahead(self, params, batch, cache) -> Params:
+        a = self.log_alpha.exp()
+        if not torch.is_grad_enabled():
+            self.rate_log.append(float(a) / self.lr)
+        return self.rec.apply_full(params, {k: -a * g for k, g in cache["g"].items()})
+
+    def learning_rate_matrix(self, view) -> torch.Tensor:
+        return torch.full((view.n, view.M), self.alpha, device=view.device)
 
 
 class S2Meta(MetaStrategy):

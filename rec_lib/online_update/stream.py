@@ -215,6 +215,25 @@ class OnlineStream:
             self._batches[phase] = [self._make(first + b, phase, r) for b, r in enumerate(chunks)]
         return self._batches[phase]
 
+    REPLAY_OFFSET = 1_000_000  # batch indices of the replayed pre-training share (their own random draws)
+
+    def replay_batches(self, last: int | None = None) -> list[Batch]:
+        """The pre-training share cut into batches, for meta-training before the online phase.
+
+        ``last`` keeps only the last ``last`` batches (those nearest the
+        online phase). Phase ``"pretrain"``; negatives and neighbours are
+        drawn as for the online batches, with their own random numbers.
+        """
+        if last is not None and last < 1:
+            raise ValueError(f"last must be None or >= 1, got {last}")
+        key = f"pretrain-{last}"
+        if key not in self._batches:
+            rows = self.phase_rows("pretrain")
+            chunks = [rows[s : s + self.batch_size] for s in range(0, len(rows), self.batch_size)]
+            chunks = chunks if last is None else chunks[-last:]
+            self._batches[key] = [self._make(self.REPLAY_OFFSET + b, "pretrain", r) for b, r in enumerate(chunks)]
+        return self._batches[key]
+
     def _make(self, index: int, phase: str, rows: np.ndarray) -> Batch:
         rng = np.random.default_rng([self.seed, index])  # same draws for every strategy
         u, i, t = self.data.users[rows], self.data.items[rows], self.data.timestamps[rows]
