@@ -29,7 +29,7 @@ from rec_lib.sketching.policy import SketchPolicy
 from rec_lib.sketching.synthetic import STREAMS, StreamSpec, make_stream
 from rec_lib.sketching.training import (METHODS, REFERENCES, SequenceBatch, SketchConfig, evaluate_sketching,
                                         make_base_model, train_sketching)
-from rec_lib.utils import progress, seed_everything
+from rec_lib.utils import progress, seed_everything, set_threads
 
 __all__ = ["DiPSSettings", "PRESETS", "CHAPTER", "check_datasets", "SketchData", "prepare_data", "truncate_sequences", "run_grid",
            "GridResult", "sketch_config", "rebuild", "prepare_synthetic", "run_synthetic", "paper_table",
@@ -279,7 +279,7 @@ def _pretrain_k(settings: DiPSSettings, kind: str) -> int:
 def _pretrain_task(settings: DiPSSettings, kind: str, repeat: int, threads: int | None = 1) -> dict:
     """Base model trained with reservoir sketches (K = middle of KS, tau = 1): the shared starting point."""
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     d = _data(settings, kind, repeat)
     seeds = seed_everything(_task_seed(settings, _kind_index(kind), repeat))
     cfg = sketch_config(settings, kind, _pretrain_k(settings, kind), 1, "Random")
@@ -318,7 +318,7 @@ def _method_task(settings: DiPSSettings, kind: str, repeat: int, k: int, tau: in
     ``k`` as given (``Full``: the sequence length).
     """
     if threads:
-        torch.set_num_threads(threads)
+        set_threads(threads)
     d = _data(settings, kind, repeat)
     device = torch.device(settings.device)
     base = _base_from_state(settings, kind, d.n_items, pre_state)
