@@ -79,7 +79,6 @@ def pytest_report_header(config):
 # this list).
 NOT_MIGRATED = {
     "two_time_scale": "issue 18: the redesigned 2TS chapter (commits b3766ed..6f7e00a) ran over the time budget",
-    "dips": "issue 15: the redesigned DiPS chapter (commits 14ec1d1..d3af726) ran over the time budget",
 }
 
 

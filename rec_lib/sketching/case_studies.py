@@ -21,7 +21,7 @@ from rec_lib.sketching.training import SequenceBatch
 from rec_lib.utils import Seeds, progress
 
 __all__ = ["sketch_inputs", "history_inputs", "gru_ranks", "SessionSketchGRU", "session_rows", "fit_session_sketch",
-           "session_ranks", "policy_visualisation", "recall_mrr", "trajectory", "policy_transfer",
+           "session_ranks", "policy_visualisation", "sketch_contributions", "user_recall", "recall_mrr", "trajectory", "policy_transfer",
            "session_augmentation"]
 
 
@@ -48,6 +48,14 @@ def _step_rows(batch: SequenceBatch, first: int = 0) -> tuple[torch.Tensor, torc
     ok = (t[None, :] >= first) & (t[None, :] + 1 < batch.lengths[:, None].cpu())
     b, t = ok.nonzero(as_tuple=True)
     return b, t
+
+
+def user_recall(ranks: torch.Tensor, rows: torch.Tensor, n_users: int, k: int = 20) -> np.ndarray:
+    """Recall@k per user (the mean hit over the user's scored steps; NaN for a user without one)."""
+    hits = (ranks.float() <= k).double().cpu()
+    num = torch.bincount(rows, weights=hits, minlength=n_users)
+    den = torch.bincount(rows, minlength=n_users).double()
+    return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(num, float("nan"))).numpy()
 
 
 def sketch_inputs(batch: SequenceBatch, trajectory: torch.Tensor, pad: int) -> tuple[torch.Tensor, ...]:
@@ -174,10 +182,45 @@ def session_ranks(model: SessionSketchGRU, rows: dict[str, torch.Tensor], chunk:
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
+def sketch_contributions(model, batch: SequenceBatch, trajectory: torch.Tensor, alpha: float,
+                         inner_loss: str = "mean") -> torch.Tensor:
+    """What each sketch item did for the next item's score ``[B, T, K]`` (implicit feedback).
+
+    With one inner step (eq. 7) on the sketch ``S_t``, the adapted user
+    vector moves by ``-alpha w sum_j grad l_j`` (``w = 1 / |S_t|`` for the mean
+    loss, 1 for the sum), and to first order the score of ``x_{t+1}`` moves
+    by ``sum_j c_j`` with ``c_j = alpha w J_x^T (J_j - sum_i p_i J_i)`` (the
+    cross-entropy gradient ``grad l_j = sum_i p_i J_i - J_j``, all at
+    ``Theta(u)``). ``c_j > 0``: item ``j`` of the sketch pushed the next
+    item up. ``0`` on empty slots and on steps without a next item.
+    """
+    from rec_lib.sketching.inner import inner_gradients
+
+    g = inner_gradients(model, explicit=False, create_graph=False)
+    items = batch.items.cpu()
+    B, T, K = trajectory.shape
+    pos = trajectory.clamp(min=0)
+    sk_items = items.gather(1, pos.reshape(B, T * K)).reshape(B, T, K)
+    nxt = torch.cat([items[:, 1:], torch.zeros(B, 1, dtype=items.dtype)], 1)  # x_{t+1}
+    jac = g.jacobian.detach().cpu()
+    centred = jac - g.mean_jacobian.detach().cpu()  # J_j - sum_i p_i J_i
+    c = torch.einsum("btd,btkd->btk", jac[nxt], centred[sk_items])
+    filled = trajectory >= 0
+    w = 1.0 / filled.sum(-1, keepdim=True).clamp(min=1) if inner_loss == "mean" else torch.ones(B, T, 1)
+    has_next = torch.arange(T)[None, :] + 1 < batch.lengths.cpu()[:, None]
+    return torch.where(filled & has_next.unsqueeze(-1), alpha * w * c, torch.zeros_like(c))
+
+
 def policy_visualisation(batch: SequenceBatch, trajectory: torch.Tensor, step_ranks: torch.Tensor,
                          interactions: Interactions, k: int, steps: int = 15, top: int = 20,
-                         user_row: int | None = None) -> tuple[pd.DataFrame, np.ndarray, int]:
+                         user_row: int | None = None,
+                         contributions: torch.Tensor | None = None) -> tuple[pd.DataFrame, np.ndarray, int]:
     """Fig. 3: which items sit in the sketch at each of ``steps`` steps, for one user.
+
+    With ``contributions`` (:func:`sketch_contributions`), a cell is 2 when
+    its item is in the sketch, the step is a hit, and the item pushed the
+    next item's score up the most of the sketch (the item *used* for the
+    hit), 1 when it is in the sketch, 0 otherwise.
 
     The window starts at the first step with a full sketch (``t = k - 1``).
     Without ``user_row``, the user with the most top-``top`` hits in the
@@ -200,6 +243,12 @@ def policy_visualisation(batch: SequenceBatch, trajectory: torch.Tensor, step_ra
     for row in window.tolist():
         order += [p for p in sorted(q for q in row if q >= 0) if p not in order]
     matrix = np.array([[int(p in row) for row in window.tolist()] for p in order])
+    if contributions is not None:
+        cw = contributions[user_row, t0 : t0 + steps]  # [steps, K]
+        for j, (row, c, hit) in enumerate(zip(window.tolist(), cw, hits[user_row].tolist())):
+            best = int(torch.argmax(c))
+            if hit and row[best] >= 0 and float(c[best]) > 0:
+                matrix[order.index(row[best]), j] = 2
     targets = items[t0 + 1 : t0 + steps + 1].numpy()
     frame = pd.DataFrame(matrix, index=interactions.item_titles(items[order].numpy()),
                          columns=interactions.item_titles(targets))
@@ -222,11 +271,15 @@ def _learned(settings, d, artefacts: dict, k: int, repeat: int = 0):
     return rebuild(settings, "implicit", d.n_items, artefacts[key])
 
 
-def policy_transfer(settings, d, artefacts: dict, seeds: Seeds, device: torch.device | str = "cpu"):
+def policy_transfer(settings, d, artefacts: dict, seeds: Seeds, device: torch.device | str = "cpu",
+                    repeat: int = 0, per_user: bool = False):
     """Fig. 2a: a GRU4Rec trained on whole histories, tested on the sketch only (DiPS vs reservoir, K in KS, and all).
 
     Returns ``(table, gru_history)``; the table has one row per (policy, K)
-    with Recall@20 and MRR@20 over every step of the test users.
+    with Recall@20 and MRR@20 over every step of the test users. ``d`` and
+    the DiPS policies are those of repetition ``repeat``. ``per_user`` adds
+    a third output: Recall@20 per test user, policy and finite K (for a
+    paired bootstrap over users).
     """
     from rec_lib.models import fit_next_item
     from rec_lib.sketching.protocol import sketch_config
@@ -235,47 +288,67 @@ def policy_transfer(settings, d, artefacts: dict, seeds: Seeds, device: torch.de
     hist = fit_next_item(gru, d.sequences["train"], seeds, max_len=int(d.batches["train"].items.shape[1]),
                          epochs=settings.gru_epochs, batch_size=64, lr=5e-3, device=device, desc="GRU4Rec")
     test = d.batches["test"]
-    rows = []
+    rows, users = [], []
+    b_rows = _step_rows(test)[0]
     seq, ln, tgt = history_inputs(test, gru.pad)
-    full = recall_mrr(gru_ranks(gru, seq, ln, tgt, device=device))
+    ranks = gru_ranks(gru, seq, ln, tgt, device=device)
+    full = recall_mrr(ranks)
     for policy_name in ("Random", "DiPS"):
         rows.append({"policy": policy_name, "K": np.inf, **full})
     for k in settings.ks:
-        model, pol = _learned(settings, d, artefacts, k)
+        model, pol = _learned(settings, d, artefacts, k, repeat)
         for policy_name in ("Random", "DiPS"):
             cfg = sketch_config(settings, "implicit", k, 1, policy_name)
             traj = trajectory(model, pol if cfg.learned else None, test, cfg, seeds.torch_gen)
             seq, ln, tgt = sketch_inputs(test, traj, gru.pad)
-            rows.append({"policy": policy_name, "K": float(k), **recall_mrr(gru_ranks(gru, seq, ln, tgt, device=device))})
+            ranks = gru_ranks(gru, seq, ln, tgt, device=device)
+            rows.append({"policy": policy_name, "K": float(k), **recall_mrr(ranks)})
+            users.append(pd.DataFrame({"user_row": np.arange(len(test)), "policy": policy_name, "K": k,
+                                       "recall@20": user_recall(ranks, b_rows, len(test))}))
+    if per_user:
+        return pd.DataFrame(rows), hist, pd.concat(users, ignore_index=True)
     return pd.DataFrame(rows), hist
 
 
-def session_augmentation(settings, d, artefacts: dict, seeds: Seeds, device: torch.device | str = "cpu") -> pd.DataFrame:
+def session_augmentation(settings, d, artefacts: dict, seeds: Seeds, device: torch.device | str = "cpu",
+                         repeat: int = 0, per_user: bool = False):
     """Fig. 2b: session GRU4Rec (sessions of ``SESSION_LEN`` items) augmented with ``K`` sketch items.
 
     ``K = 0`` is the session-only model; for each ``K`` in ``KS`` and each
     policy (reservoir, DiPS) a model is trained on the training users'
     sketches and tested on the test users'. One row per (policy, K).
+    ``per_user`` adds Recall@20 per test user (policy ``none`` for K = 0).
     """
     from rec_lib.sketching.protocol import sketch_config
 
     train, test = d.batches["train"], d.batches["test"]
     rows = []
 
-    def fit_and_test(tr_traj, te_traj, label):
+    users = []
+    T = test.items.shape[1]
+    ok = (torch.arange(T)[None, :] >= 1) & (torch.arange(T)[None, :] < test.lengths[:, None].cpu())
+    b_rows = ok.nonzero(as_tuple=True)[0]
+
+    def fit_and_test(tr_traj, te_traj, label, policy_name, k):
         model = SessionSketchGRU(d.n_items, settings.gru_dim, settings.gru_hidden).to(device)
         fit_session_sketch(model, session_rows(train, tr_traj, settings.session_len, d.n_items), seeds,
                            epochs=settings.gru_epochs, device=device, desc=label)
-        return recall_mrr(session_ranks(model, session_rows(test, te_traj, settings.session_len, d.n_items), device=device))
+        ranks = session_ranks(model, session_rows(test, te_traj, settings.session_len, d.n_items), device=device)
+        users.append(pd.DataFrame({"user_row": np.arange(len(test)), "policy": policy_name, "K": k,
+                                   "recall@20": user_recall(ranks, b_rows, len(test))}))
+        return recall_mrr(ranks)
 
-    base = fit_and_test(None, None, "session GRU K=0")
+    base = fit_and_test(None, None, "session GRU K=0", "none", 0)
     rows += [{"policy": p, "K": 0, **base} for p in ("Random", "DiPS")]
     for k in settings.ks:
-        model, pol = _learned(settings, d, artefacts, k)
+        model, pol = _learned(settings, d, artefacts, k, repeat)
         for policy_name in ("Random", "DiPS"):
             cfg = sketch_config(settings, "implicit", k, 1, policy_name)
             p = pol if cfg.learned else None
             tr = trajectory(model, p, train, cfg, seeds.torch_gen)
             te = trajectory(model, p, test, cfg, seeds.torch_gen)
-            rows.append({"policy": policy_name, "K": k, **fit_and_test(tr, te, f"session GRU K={k} {policy_name}")})
+            rows.append({"policy": policy_name, "K": k,
+                         **fit_and_test(tr, te, f"session GRU K={k} {policy_name}", policy_name, k)})
+    if per_user:
+        return pd.DataFrame(rows), pd.concat(users, ignore_index=True)
     return pd.DataFrame(rows)

@@ -42,8 +42,12 @@ __all__ = ["METHODS", "LEARNED", "SketchConfig", "SequenceBatch", "PassResult", 
            "sketch_pass", "policy_surrogate", "train_sketching", "evaluate_sketching", "TrainedSketcher",
            "step_policy_gradient", "true_policy_gradient", "gradient_agreement"]
 
-METHODS = ("Random", "Hardest", "Influence", "DiPS@1", "DiPS")
+METHODS = ("Random", "Recent", "Hardest", "Influence", "DiPS@1", "DiPS")
 LEARNED = ("DiPS@1", "DiPS")
+# references a sketch sits between: no sketch (K = 0: the global user, no
+# adaptation) and the whole history (every past item kept)
+REFERENCES = ("K=0", "Full")
+INNER_LOSSES = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,13 @@ class SketchConfig:
     """One sketching problem: sketch size ``k``, update period ``tau``, the method and the inner loop.
 
     ``queue`` is ``Q``, the number of intermediate sketches whose gradient is
-    kept (DiPS); DiPS@1 uses 1 whatever ``queue`` says.
+    kept (DiPS); DiPS@1 uses 1 whatever ``queue`` says. ``inner_loss``:
+    ``"sum"`` is eq. 2 (the inner step grows with the sketch's size),
+    ``"mean"`` divides the sketch weights by their number, so that one step
+    of size ``alpha`` has the same scale for every ``K``. ``Recent`` keeps
+    the ``K`` newest items (a last-K window); the references ``K=0`` (no
+    adaptation) and ``Full`` (every past item; ``k`` must cover the
+    sequence) are run like methods.
     """
 
     k: int
@@ -62,10 +72,13 @@ class SketchConfig:
     inner_steps: int = 1
     queue: int = 50
     damping: float = 1e-3
+    inner_loss: str = "mean"
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in METHODS + REFERENCES:
+            raise ValueError(f"method must be one of {METHODS + REFERENCES}, got {self.method!r}")
+        if self.inner_loss not in INNER_LOSSES:
+            raise ValueError(f"inner_loss must be one of {INNER_LOSSES}, got {self.inner_loss!r}")
         if self.k < 1 or self.tau < 1 or self.queue < 1 or self.inner_steps < 1:
             raise ValueError(f"k, tau, queue and inner_steps must be >= 1, got {self.k}, {self.tau}, "
                              f"{self.queue}, {self.inner_steps}")
@@ -190,6 +203,8 @@ def _decide(cfg: SketchConfig, model: NCF, policy: SketchPolicy | None, batch: S
     k, tau = cfg.k, cfg.tau
     if cfg.method == "Random":
         return reservoir_keep(cand, mask, k, tau, n_seen, generator)
+    if cfg.method in ("Recent", "Full", "K=0"):  # the K newest positions
+        return hard_top_k(cand.to(torch.float32), mask, k)
     items, targets = _gather(batch.items, cand), _gather(batch.targets, cand)
     if cfg.learned:
         with torch.no_grad():
@@ -204,7 +219,16 @@ def _decide(cfg: SketchConfig, model: NCF, policy: SketchPolicy | None, batch: S
 
 def _adapt(model: NCF, cfg: SketchConfig, items: torch.Tensor, targets: torch.Tensor, z: torch.Tensor,
            train: bool, shared=None) -> torch.Tensor:
-    """``theta_t*`` on the sketch weights ``z`` (eq. 7): the shared-gradient form for one step, else the loop."""
+    """``theta_t*`` on the sketch weights ``z`` (eq. 7): the shared-gradient form for one step, else the loop.
+
+    ``inner_loss="mean"`` divides ``z`` by the number of sketch items (its
+    detached sum), so the step does not grow with ``K``; ``K=0`` adapts on
+    nothing (``theta_t* = Theta(u)``).
+    """
+    if cfg.method == "K=0":
+        z = torch.zeros_like(z)
+    elif cfg.inner_loss == "mean":
+        z = z / z.detach().sum(1, keepdim=True).clamp(min=1.0)
     if cfg.inner_steps == 1:
         grads = shared if shared is not None else inner_gradients(model, cfg.explicit, create_graph=train)
         return adapt_one_step(grads, items, targets, z, cfg.explicit, cfg.alpha)
@@ -368,17 +392,25 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
                     policy_lr: float = 1e-2, dim: int = 16, layers: tuple[int, ...] = (32, 16),
                     policy_hidden: int = 64, device: torch.device | str = "cpu",
                     init: tuple[NCF, SketchPolicy | None] | None = None, include_init: bool = False,
-                    desc: str = "") -> TrainedSketcher:
+                    record_init: bool = False, policy_epochs: int = 0, desc: str = "") -> TrainedSketcher:
     """Algorithm 1: train ``Theta`` (and ``Phi`` for DiPS / DiPS@1) over mini-batches of users.
 
     Static policies train ``Theta`` the same way with their sketches. After
     each epoch the validation users (when given) are evaluated and the best
     epoch's parameters are kept; ``include_init`` lets the starting point
-    compete too (``best_epoch = 0``; epoch ``e`` is after ``e`` epochs).
+    compete too (``best_epoch = 0``; epoch ``e`` is after ``e`` epochs);
+    ``record_init`` only records its validation score (``val_history[0]``)
+    without letting it compete, so a learned policy is never reported
+    untrained. ``policy_epochs`` (learned methods only) adds epochs that
+    train ``Phi`` alone, ``Theta`` frozen (its learning rate set to 0), so
+    that the base model gets the same training as the static methods'.
     ``init`` warm-starts from a model (and policy).
     """
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if epochs < 1 or batch_size < 1 or policy_epochs < 0:
+        raise ValueError(f"epochs and batch_size must be >= 1 and policy_epochs >= 0, got {epochs}, "
+                         f"{batch_size}, {policy_epochs}")
+    if include_init and record_init:
+        raise ValueError("include_init and record_init exclude each other")
     mean_rating = float(train.targets[torch.arange(train.items.shape[1])[None, :] < train.lengths[:, None]].mean())
     if init is not None:
         model = copy.deepcopy(init[0]).to(device)
@@ -396,19 +428,22 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
     history, val_history = [], []
     best, best_epoch, best_state = float("inf"), 0, None
 
-    def consider(epoch: int) -> None:
+    def consider(epoch: int, selectable: bool = True) -> None:
         nonlocal best, best_epoch, best_state
         score = _val_score(evaluate_sketching(model, policy, val.to(device), cfg, generator=seeds.torch_gen),
                            cfg.explicit)
         val_history.append(score)
-        if score < best:
+        if selectable and score < best:
             best, best_epoch = score, epoch
             best_state = (copy.deepcopy(model.state_dict()),
                           copy.deepcopy(policy.state_dict()) if policy is not None else None)
 
-    if val is not None and include_init:
-        consider(0)
-    for epoch in progress(range(epochs), desc=desc or f"{cfg.method} K={cfg.k} tau={cfg.tau}"):
+    if val is not None and (include_init or record_init):
+        consider(0, selectable=include_init)
+    extra = policy_epochs if policy is not None else 0
+    for epoch in progress(range(epochs + extra), desc=desc or f"{cfg.method} K={cfg.k} tau={cfg.tau}"):
+        if epoch == epochs:  # policy-only epochs: Theta frozen
+            opt.param_groups[0]["lr"] = 0.0
         model.train()
         order = torch.randperm(len(train), generator=seeds.torch_gen)
         losses = []
@@ -424,7 +459,8 @@ def train_sketching(cfg: SketchConfig, train: SequenceBatch, val: SequenceBatch 
         if policy is not None:
             policy.load_state_dict(best_state[1])
     model.eval()
-    return TrainedSketcher(cfg, model, policy, history, val_history, best_epoch if val is not None else epochs)
+    return TrainedSketcher(cfg, model, policy, history, val_history,
+                           best_epoch if val is not None else epochs + extra)
 
 
 def step_policy_gradient(model: NCF, policy: SketchPolicy, batch: SequenceBatch, cfg: SketchConfig, slots: torch.Tensor,

@@ -500,11 +500,13 @@ def test_policy_visualisation(tiny):
 # -------------------------------------------------------------------------------------- protocol
 def test_settings_presets_and_validation():
     s = protocol.CHAPTER.make("tutorial", seed=1)
-    assert s.ks == (2, 4, 8) and s.taus == (1, 4) and s.repeats >= 3
+    assert s.ks == (2, 4) and s.taus == (1,) and s.repeats >= 3  # K = 8 trimmed for the time budget
+    assert protocol.CHAPTER.make("paper").taus == (1, 4)
     assert protocol.CHAPTER.datasets(s) == ["ml-100k"]
     assert protocol.CHAPTER.datasets(protocol.CHAPTER.make("paper")) == ["ml-1m", "amazon-book"]
     for bad in (dict(ks=()), dict(taus=(4,)), dict(max_len=5), dict(alpha=0.0), dict(train_users=1), dict(eval_users=-2),
-                dict(fig1_lrs=(-1.0,)), dict(repeats=0)):
+                dict(fig1_lrs=(-1.0,)), dict(repeats=0), dict(policy_epochs=-1), dict(inner_loss="max"),
+                dict(syn_streams=("nope",)), dict(syn_len=3)):
         with pytest.raises(SettingsError):
             protocol.CHAPTER.make("smoke", **bad)
 
@@ -549,7 +551,10 @@ def test_prepare_data_and_run_grid(stream_data):
         protocol.prepare_data(s, "both", 0)
     s = replace(s, ks=(2,), taus=(1,))
     grid = protocol.run_grid(s, kinds=("explicit",))
-    assert set(grid.runs["method"]) == set(training.METHODS) and grid.runs["rmse"].gt(0).all()
+    assert set(grid.runs["method"]) == set(training.METHODS + training.REFERENCES) and grid.runs["rmse"].gt(0).all()
+    learned = grid.runs[grid.runs.method.isin(training.LEARNED)]
+    assert learned.selected_epoch.min() >= 1 and learned["rmse_phi0"].notna().all()
+    assert set(grid.curves.epoch) == {0, 1, 2}  # the start (recorded, not selectable), joint, policy-only
     key = ("explicit", 0, 2, 1, "DiPS")
     model, f = protocol.rebuild(s, "explicit", d.n_items, grid.artefacts[key])
     assert f.n_items == d.n_items and model.n_items == d.n_items
