@@ -214,12 +214,15 @@ class WindowSet:
         return len(self.users)
 
 
-def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = True) -> list[WindowSet]:
+def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = True,
+                     inactive_len: int | None = None) -> list[WindowSet]:
     """The stage-2 training sequences, as windows of each user's training interactions.
 
     Inactive users (``1 <= T <= t*``): all ``T`` interactions (``D_in``, eq. 11).
     Active users (``T > t*``): the last ``active_len`` of them (``K`` for 2TS:
-    ``D_act^K`` of eq. 12; ``max_len`` for 2-GRU). ``inactive=False`` leaves the inactive set out.
+    ``D_act^K`` of eq. 12; ``max_len`` for 2-GRU). ``inactive=False`` leaves the inactive set out;
+    ``inactive_len`` keeps only the last ``inactive_len`` interactions of an
+    inactive user (2TS-inf: the training window of 2TS's inactive GRU).
     """
     if active_len < 1:
         raise ValueError(f"active_len must be >= 1, got {active_len}")
@@ -229,7 +232,10 @@ def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = 
         if len(users) == 0 or (group == "in" and not inactive):
             continue
         T = d.n_train[users]
-        start = np.maximum(T - active_len, 0) if group == "act" else np.zeros_like(T)
+        if group == "act":
+            start = np.maximum(T - active_len, 0)
+        else:
+            start = np.maximum(T - inactive_len, 0) if inactive_len else np.zeros_like(T)
         rows = d.user_row[users]
         items, lengths = windows(d.seqs, rows, start, T, d.n_items)
         prev = np.where(start > 0, d.seqs.items[d.seqs.offsets[rows] + np.maximum(start - 1, 0)], d.n_items)

@@ -289,3 +289,14 @@ def test_seeded_init_depends_on_the_seed_only():
     torch.random.set_rng_state(state)
     model.seeded_init(lambda: torch.nn.Linear(3, 2), seed_everything(6, set_global=False))
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is left as it was
+
+
+def test_full_catalogue_set_ranks_every_item_once(d):
+    es = experiments.full_catalogue_set(d, 2, np.random.default_rng(0), max_rows=12)
+    assert es.full and es.candidates.shape == (12, d.n_items)
+    for row in es.candidates:
+        assert sorted(row.tolist()) == list(range(d.n_items))  # the true item once, then every other item
+    pop = experiments.Popularity(d.n_users, d.n_items).fit(d.train.users, d.train.items)
+    cfg = experiments.TrainConfig(dim=4)
+    ranks = experiments.evaluate_model("Popularity", pop, d, es, cfg)
+    assert ((ranks >= 1) & (ranks <= d.n_items)).all()
