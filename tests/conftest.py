@@ -80,7 +80,6 @@ def pytest_report_header(config):
 NOT_MIGRATED = {
     "sml": "issue 16: the redesigned SML chapter was not executed yet (rec_lib/retraining/redesign/)",
     "melon": "issue 17: the redesigned MeLON chapter was not executed yet (rec_lib/online_update/redesign/)",
-    "two_time_scale": "issue 18: the redesigned 2TS chapter (commits b3766ed..6f7e00a) ran over the time budget",
     "dips": "issue 15: the redesigned DiPS chapter (commits 14ec1d1..d3af726) ran over the time budget",
 }
 
