@@ -140,7 +140,7 @@ class TwoTimeScale(nn.Module):
 
     @classmethod
     def from_stage1(cls, mf: MF, plus: bool = False) -> "TwoTimeScale":
-        """Stage 2's model: ``phi_u`` and ``x_i`` copied from stage 1 and frozen; ``psi`` starts at the mean ``phi_u``."""
+        """Stage 2's model: ``phi_u`` and ``x_i`` copied from stage 1 and frozen; ``psi`` starts at zeros and is learned."""
         m = cls(mf.n_users, mf.n_items, mf.dim, plus=plus).to(mf.user.weight.device)
         with torch.no_grad():
             m.item.weight[: mf.n_items].copy_(mf.item.weight)
