@@ -16,8 +16,8 @@ The chapter ``book/two_time_scale.ipynb`` derives and re-runs
 - :mod:`~rec_lib.two_time_scale.chapter`: the chapter's settings (``CHAPTER``).
 """
 
-from rec_lib.two_time_scale import baselines, experiments, model, protocol, simulation, theory
+from rec_lib.two_time_scale import baselines, experiments, model, protocol, simulation, stream, theory
 from rec_lib.two_time_scale.chapter import CHAPTER, PRESETS, TTSSettings
 
-__all__ = ["CHAPTER", "PRESETS", "TTSSettings", "theory", "simulation", "model", "baselines", "protocol",
+__all__ = ["CHAPTER", "PRESETS", "TTSSettings", "theory", "simulation", "model", "baselines", "protocol", "stream",
            "experiments"]

@@ -12,6 +12,7 @@ it *is* the CCF baseline, and 2TS, 2TS-Plus start from it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rec_lib.models import MF
+from rec_lib.models import MF, Popularity
 from rec_lib.two_time_scale.baselines import GRU4RecStates, SumPooling, ccf_scores
 from rec_lib.two_time_scale.model import (
     TwoTimeScale,
@@ -48,6 +49,10 @@ from rec_lib.utils import Seeds, resolve_device, seed_everything, set_threads
 
 __all__ = [
     "METHODS",
+    "TWO_GROUP",
+    "INF",
+    "full_catalogue_set",
+    "speed_rotation",
     "TrainConfig",
     "MethodResult",
     "tts_state_fn",
@@ -64,7 +69,11 @@ __all__ = [
     "run_jobs",
 ]
 
-METHODS = ("CCF", "SumPooling", "GRU4Rec", "2-GRU", "2TS-SingleStage", "2TS", "2TS-Plus")
+METHODS = ("Popularity", "CCF", "SumPooling", "GRU4Rec", "2-GRU", "2TS-SingleStage", "2TS", "2TS-Plus", "2TS-inf")
+#: methods with two GRUs split at a threshold (2TS-inf: t* = infinity, every user inactive)
+TWO_GROUP = ("2-GRU", "2TS-SingleStage", "2TS", "2TS-Plus", "2TS-inf")
+#: t* = infinity: no user is active
+INF = 10**9
 
 
 @dataclass(frozen=True)
@@ -124,9 +133,11 @@ def tts_state_fn(model: TwoTimeScale, n_train: np.ndarray, t_star: int) -> Calla
 def evaluate_model(method: str, model, d: TTSData, es: EvalSet, cfg: TrainConfig, t_star: int | None = None,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Ranks of ``es``'s true items under ``method``'s trained ``model``."""
+    if method == "Popularity":
+        return ranks_from_scores(_masked(model.counts[torch.as_tensor(es.candidates)].float(), d, es))
     if method == "CCF":
-        return ranks_from_scores(ccf_scores(model, d, es))
-    if method in ("2TS", "2TS-Plus", "2TS-SingleStage", "2-GRU"):
+        return ranks_from_scores(_masked(ccf_scores(model, d, es), d, es))
+    if method in TWO_GROUP:
         active_len = cfg.max_len if method == "2-GRU" else cfg.k_last
         start = tts_window_start(d, t_star, active_len)
         fn = tts_state_fn(model, d.n_train, t_star)
@@ -136,8 +147,37 @@ def evaluate_model(method: str, model, d: TTSData, es: EvalSet, cfg: TrainConfig
     else:
         raise ValueError(f"unknown method {method!r}; methods: {METHODS}")
     table, bias = model.item_table()
-    return ranks_from_scores(sequential_scores(d, es, start, fn, lambda h, c: candidate_scores(h, table, c, bias),
-                                               device=device))
+    return ranks_from_scores(_masked(sequential_scores(d, es, start, fn,
+                                                       lambda h, c: candidate_scores(h, table, c, bias),
+                                                       device=device), d, es))
+
+
+def _masked(scores: torch.Tensor, d: TTSData, es: EvalSet) -> torch.Tensor:
+    """Full-catalogue sets (:func:`full_catalogue_set`): the user's training items are not competitors."""
+    if not es.full:
+        return scores
+    n, k = es.candidates.shape
+    seen = d.seen_train.contains(np.repeat(es.users, k - 1), es.candidates[:, 1:].ravel()).reshape(n, k - 1)
+    scores = scores.clone()
+    scores[:, 1:][torch.as_tensor(seen)] = -torch.inf
+    return scores
+
+
+def full_catalogue_set(d: TTSData, which: int, rng: np.random.Generator, max_rows: int | None = None) -> EvalSet:
+    """Evaluation positions ranked against the whole catalogue (column 0 the true item, then every other item).
+
+    The user's *training* items are removed from the competitors when scored
+    (:func:`evaluate_model`); later positives of the same user stay (they are
+    unknown at prediction time). ``max_rows`` keeps a uniform subset.
+    """
+    pos = d.positions(which)
+    if max_rows is not None and max_rows < len(pos):
+        pos = np.sort(rng.choice(pos, size=max_rows, replace=False))
+    users = d.position_users(pos)
+    true = d.seqs.items[pos]
+    base = np.arange(d.n_items - 1)[None, :]
+    others = base + (base >= true[:, None])
+    return EvalSet(pos, users, np.concatenate([true[:, None], others], axis=1), d.n_train[users], full=True)
 
 
 class EpochMonitor:
@@ -184,7 +224,7 @@ class EpochMonitor:
 
 def build_model(method: str, d: TTSData, cfg: TrainConfig, mf: MF | None = None) -> torch.nn.Module:
     """An untrained model of ``method`` (2TS and 2TS-Plus start from stage-1 ``mf``)."""
-    if method in ("2TS", "2TS-Plus"):
+    if method in ("2TS", "2TS-Plus", "2TS-inf"):
         if mf is None:
             raise ValueError(f"{method} needs the stage-1 model mf")
         return TwoTimeScale.from_stage1(mf, plus=method == "2TS-Plus")
@@ -201,7 +241,7 @@ def build_model(method: str, d: TTSData, cfg: TrainConfig, mf: MF | None = None)
 
 def train_sequential(method: str, d: TTSData, cfg: TrainConfig, seeds: Seeds, t_star: int | None = None,
                      mf: MF | None = None, monitor: EpochMonitor | None = None,
-                     device: torch.device | str = "cpu") -> tuple[torch.nn.Module, float]:
+                     device: torch.device | str = "cpu", inactive_len: int | None = None) -> tuple[torch.nn.Module, float]:
     """Build and train ``method`` (any of :data:`METHODS` but CCF); returns the model and training seconds.
 
     2TS / 2TS-Plus: stage 2 on ``training_windows(d, t*, K)`` with frozen
@@ -209,7 +249,7 @@ def train_sequential(method: str, d: TTSData, cfg: TrainConfig, seeds: Seeds, t_
     parameter trained; 2-GRU: windows of ``max_len`` for active users;
     GRU4Rec, SumPooling: the last ``max_len`` training interactions of every user.
     """
-    if method in ("2TS", "2TS-Plus", "2TS-SingleStage") and t_star is not None and cfg.k_last > max(t_star, 1):
+    if method in ("2TS", "2TS-Plus", "2TS-SingleStage", "2TS-inf") and t_star is not None and cfg.k_last > max(t_star, 1):
         raise ValueError(f"K = {cfg.k_last} must not exceed t* = {t_star} (Section 3.2: K <= t*)")
     model = seeded_init(lambda: build_model(method, d, cfg, mf), seeds).to(device)
     if method in ("GRU4Rec", "SumPooling"):
@@ -217,8 +257,9 @@ def train_sequential(method: str, d: TTSData, cfg: TrainConfig, seeds: Seeds, t_
     else:
         if t_star is None:
             raise ValueError(f"{method} needs a threshold t*")
-        sets = training_windows(d, t_star, cfg.max_len if method == "2-GRU" else cfg.k_last)
-    epochs = cfg.stage2_epochs if method in ("2TS", "2TS-Plus") else cfg.baseline_epochs
+        sets = training_windows(d, t_star, cfg.max_len if method == "2-GRU" else cfg.k_last,
+                                inactive_len=inactive_len)
+    epochs = cfg.stage2_epochs if method in ("2TS", "2TS-Plus", "2TS-inf") else cfg.baseline_epochs
     cf = (d.train.users, d.train.items) if method == "2TS-SingleStage" else None
     _, seconds = fit_windows(model, sets, d.seen_train, seeds, epochs, cfg.lr, cfg.n_neg, cfg.seq_batch, device,
                              cf=cf, cf_batch_size=cfg.batch_size, on_epoch=monitor, desc=method)
@@ -259,19 +300,28 @@ def run_seed(
     checkpoint_rows: int | None = None,
     device: torch.device | str = "cpu",
     test_rows: int | None = None,
+    full_rows: int | None = None,
+    long_gru4rec: bool = True,
 ) -> tuple[dict[str, MethodResult], dict]:
     """Train and test every method in ``methods`` on ``d`` with one seed.
 
-    Every sequential method trains with early stopping on the validation MRR
-    (``cfg.patience``, ``cfg.min_epochs``; ``val_rows`` validation interactions drawn once);
-    stage 1 runs ``cfg.stage1_epochs`` epochs, CCF being its best epoch on
-    validation. Each method then ranks each test interaction against the same ``n_neg_eval`` sampled
-    items. ``t_star`` / ``t_star_plus`` fix the thresholds; ``t_star=None``
-    chooses 2TS's on validation from ``grid``; 2TS-Plus gets its own choice
-    when ``plus_grid`` (else it reuses 2TS's threshold). ``checkpoint_rows``:
-    evaluate every epoch on that many test interactions for Figure 2;
-    ``test_rows``: rank only a random subset of that many test interactions.
-    Returns the results and extras (models, validation tables, thresholds).
+    Stage 1 (= CCF) trains up to ``cfg.stage1_epochs`` epochs with early
+    stopping on validation MRR (``cfg.patience``); its best checkpoint is CCF
+    *and* the start of 2TS, 2TS-Plus and 2TS-inf. Every sequential method trains
+    with early stopping too (``cfg.min_epochs``; ``val_rows`` validation
+    interactions drawn once). Each method ranks each test interaction against
+    the same ``n_neg_eval`` sampled items; with ``full_rows``, also that many
+    test interactions against the whole catalogue (``metrics["mrr_full"]``).
+    ``t_star`` / ``t_star_plus`` fix the thresholds; ``t_star=None`` chooses
+    2TS's on validation from ``grid``; 2TS-Plus gets its own choice when
+    ``plus_grid``. 2TS-inf is 2TS with ``t* = infinity`` (every user
+    inactive; its GRU trains on each user's last ``t*`` training interactions
+    at most, the window of 2TS's inactive GRU, and predicts from the whole
+    history). ``long_gru4rec``: GRU4Rec trains and predicts on windows of
+    ``max(max_len, t*)`` interactions, as long as 2TS's inactive GRU.
+    ``checkpoint_rows``: test MRR after every epoch for Figure 2.
+    Returns the results and extras (models, validation tables, thresholds,
+    drift per group, each test row's ``T``).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -281,25 +331,39 @@ def run_seed(
     es_test = eval_set(d, TEST, n_neg_eval, seeds.child(1).rng, max_rows=test_rows)
     es_val = eval_set(d, VAL, n_neg_eval, seeds.child(3).rng, max_rows=val_rows)
     ck = eval_set(d, TEST, n_neg_eval, seeds.child(2).rng, max_rows=checkpoint_rows) if checkpoint_rows else None
+    es_full = full_catalogue_set(d, TEST, seeds.child(4).rng, full_rows) if full_rows else None
     results: dict[str, MethodResult] = {}
-    extras: dict = {"models": {}, "epochs": {}, "val_mrr": {}}
+    extras: dict = {"models": {}, "epochs": {}, "val_mrr": {}, "full_T": None if es_full is None else es_full.n_train}
 
-    def finish(name, model, seconds, mon, t=None):
-        r = evaluate_model(name, model, d, es_test, cfg, t, device)
-        results[name] = MethodResult(name, r, summarise(r), seconds, list(mon.curve), t)
-        extras["models"][name], extras["epochs"][name], extras["val_mrr"][name] = model, mon.best_epoch + 1, mon.best
+    def finish(name, model, seconds, mon, t=None, c=cfg):
+        r = evaluate_model(name, model, d, es_test, c, t, device)
+        m = summarise(r)
+        if es_full is not None:
+            rf = evaluate_model(name, model, d, es_full, c, t, device)
+            m.update({"mrr_full": summarise(rf)["mrr"], "recall@10_full": summarise(rf)["recall@10"]})
+            extras.setdefault("full_ranks", {})[name] = rf
+        results[name] = MethodResult(name, r, m, seconds, list(mon.curve) if mon else [], t)
+        extras["models"][name] = model
+        extras["epochs"][name] = mon.best_epoch + 1 if mon else 0
+        extras["val_mrr"][name] = mon.best if mon else float("nan")
 
-    # Stage 1 runs its fixed number of epochs (2TS starts from the last one); the CCF baseline is the
-    # stage-1 checkpoint with the best validation MRR.
-    mon = EpochMonitor("CCF", d, cfg, es_val, None, None, ck, device=device)
+    if "Popularity" in methods:
+        t0 = time.perf_counter()
+        pop = Popularity(d.n_users, d.n_items).fit(d.train.users, d.train.items)
+        finish("Popularity", pop, time.perf_counter() - t0, None)
+
+    # Stage 1 with early stopping; its best checkpoint is CCF and the start of 2TS.
+    mon = EpochMonitor("CCF", d, cfg, es_val, None, cfg.patience, ck, device=device)
     mf, s1 = fit_stage1(d, cfg.dim, seeds.child(10), cfg.stage1_epochs, cfg.lr_stage1, cfg.n_neg, cfg.batch_size,
                         device, on_epoch=mon)
-    ccf = copy.deepcopy(mf)
-    mon.restore(ccf)
-    finish("CCF", ccf, s1, mon)
+    mon.restore(mf)
+    extras["stage1_epochs_run"] = len(mon.history)
+    extras["stage1_history"] = list(mon.history)
+    if "CCF" in methods:
+        finish("CCF", mf, s1, mon)
     extras["stage1_seconds"] = s1
 
-    if any(m in methods for m in METHODS[3:]) and t_star is None:
+    if any(m in methods for m in TWO_GROUP) and t_star is None:
         t_star, extras["validation"] = choose_threshold(mf, d, grid, cfg, seeds.child(20), es_val, "2TS", device)
         if "2TS-Plus" in methods and t_star_plus is None and plus_grid:
             t_star_plus, extras["validation_plus"] = choose_threshold(mf, d, grid, cfg, seeds.child(21), es_val,
@@ -307,35 +371,72 @@ def run_seed(
     t_star_plus = t_star if t_star_plus is None else t_star_plus
     extras["t_star"], extras["t_star_plus"] = t_star, t_star_plus
 
-    for k, name in enumerate(METHODS[1:]):
+    for k, name in enumerate(METHODS[2:]):
         if name not in methods:
             continue
-        t = t_star_plus if name == "2TS-Plus" else (t_star if name in METHODS[3:] else None)
-        offset = s1 if name in ("2TS", "2TS-Plus") else 0.0
-        mon = EpochMonitor(name, d, cfg, es_val, t, cfg.patience, ck, offset, device, cfg.min_epochs)
-        model, sec = train_sequential(name, d, cfg, seeds.child(30 + k), t, mf, mon, device)
-        finish(name, model, sec + offset, mon, t)
+        t = {"2TS-Plus": t_star_plus, "2TS-inf": INF}.get(name, t_star if name in TWO_GROUP else None)
+        c = cfg
+        if name == "GRU4Rec" and long_gru4rec and t_star is not None:
+            c = dataclasses.replace(cfg, max_len=max(cfg.max_len, int(t_star)))
+        offset = s1 if name in ("2TS", "2TS-Plus", "2TS-inf") else 0.0
+        mon = EpochMonitor(name, d, c, es_val, t, cfg.patience, ck, offset, device, cfg.min_epochs)
+        cap = int(t_star) if name == "2TS-inf" and t_star is not None else None
+        model, sec = train_sequential(name, d, c, seeds.child(30 + k), t, mf, mon, device, inactive_len=cap)
+        finish(name, model, sec + offset, mon, t, c)
     extras["test_users_T"] = d.n_train[es_test.users]
+    from rec_lib.two_time_scale.stream import padded_share
+
+    extras["padded_share"] = padded_share(d, n_neg_eval)
+    if "2TS" in methods:
+        extras["drift"] = embedding_drift(extras["models"]["2TS"], d, t_star, cfg.k_last)
     return results, extras
+
+
+def speed_rotation(d: TTSData, cfg: TrainConfig, seeds: Seeds, t_star: int, rounds: int = 4,
+                   device: torch.device | str = "cpu") -> pd.DataFrame:
+    """Seconds of one training epoch of stage 1, of 2TS's stage 2 and of 2TS-SingleStage, in rotation.
+
+    Round ``r`` runs one epoch of each (stage 1, stage 2, single stage), one
+    after the other in this process, so machine load hits the three alike;
+    a warm-up round is not recorded. Returns one row per round.
+    """
+    mf, _ = fit_stage1(d, cfg.dim, seeds.child(1), 1, cfg.lr_stage1, cfg.n_neg, cfg.batch_size, device)
+    two = build_model("2TS", d, cfg, mf).to(device)
+    single = build_model("2TS-SingleStage", d, cfg).to(device)
+    sets = training_windows(d, t_star, cfg.k_last)
+    cf = (d.train.users, d.train.items)
+    rows = []
+    for r in range(rounds + 1):
+        _, t1 = fit_stage1(d, cfg.dim, seeds.child(2 + r), 1, cfg.lr_stage1, cfg.n_neg, cfg.batch_size, device)
+        _, t2 = fit_windows(two, sets, d.seen_train, seeds.child(20 + r), 1, cfg.lr, cfg.n_neg, cfg.seq_batch,
+                            device, desc="2TS")
+        _, ts = fit_windows(single, sets, d.seen_train, seeds.child(40 + r), 1, cfg.lr, cfg.n_neg, cfg.seq_batch,
+                            device, cf=cf, cf_batch_size=cfg.batch_size, desc="2TS-SingleStage")
+        if r:
+            rows.append({"round": r, "stage1_s": t1, "stage2_s": t2, "single_stage_s": ts})
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
 def embedding_drift(model: TwoTimeScale, d: TTSData, t_star: int, k_last: int, steps: int = 15,
                     which: int = TEST) -> pd.DataFrame:
-    """Figure 1/4: mean ``||phi^{t+1} - phi^t||`` of the learned GRUs, per step, active vs inactive users.
+    """Figure 1/4 on new interactions: mean ``||phi^{t+1} - phi^t||`` per post-training step, active vs inactive.
 
     Each user with interactions in split ``which`` is run through its group's
-    GRU over its evaluation window (inactive: from ``psi`` over its whole
-    sequence; active: from ``phi_u`` over its last ``K`` training
-    interactions and what follows), for up to ``steps`` steps. Returns one row
-    per (group, step) with the mean and standard error of the step's norm,
-    absolute and relative to ``||phi^t||``, and the number of users.
+    GRU from its initial state (inactive: ``psi``, then its ``T <= t*``
+    training interactions; active: ``phi_u``, then its last ``K`` training
+    interactions), silently: only the steps on interactions *after* training
+    (positions ``T, T+1, ...``, up to ``steps`` of them) are recorded, so no
+    step re-reads what ``phi_u`` was trained on. Returns one row per (group,
+    step) with the mean and standard error of the step's norm, absolute and
+    relative to ``||phi^t||``, and the number of users.
     """
     users = np.unique(d.position_users(d.positions(which)))
     start = tts_window_start(d, t_star, k_last)[users]
     rows = d.user_row[users]
-    end = np.minimum(d.seqs.lengths[rows], start + steps)
-    act = active_mask(d.n_train[users], t_star)
+    T = d.n_train[users]
+    end = np.minimum(d.seqs.lengths[rows], T + steps)
+    act = active_mask(T, t_star)
     out = []
     for group, mask in (("inactive", ~act), ("active", act)):
         if not mask.any():
@@ -344,16 +445,17 @@ def embedding_drift(model: TwoTimeScale, d: TTSData, t_star: int, k_last: int, s
         traj = model.trajectory("act" if group == "active" else "in", torch.as_tensor(users[mask]), items, lengths)
         step = (traj[:, 1:] - traj[:, :-1]).norm(dim=-1)
         rel = step / traj[:, :-1].norm(dim=-1).clamp(min=1e-12)
-        valid = torch.arange(items.shape[1])[None, :] < lengths[:, None]
-        for t in range(items.shape[1]):
-            v = valid[:, t]
+        col = torch.arange(items.shape[1])[None, :]
+        valid = col < lengths[:, None]
+        new = torch.as_tensor(start[mask] - T[mask])[:, None] + col  # 0 = first post-training interaction
+        for t in range(steps):
+            v = valid & (new == t)
             if v.sum() < 2:
                 continue
-            a, r = step[v, t].numpy(), rel[v, t].numpy()
+            a, r = step[v].numpy(), rel[v].numpy()
             out.append({"group": group, "step": t + 1, "drift": a.mean(), "drift_se": a.std(ddof=1) / np.sqrt(len(a)),
                         "relative": r.mean(), "users": int(v.sum())})
     return pd.DataFrame(out)
-
 
 
 @dataclass(frozen=True)
@@ -376,6 +478,8 @@ class SeedJob:
     keep_models: bool = False
     device: str = "cpu"
     threads: int = 1
+    full_rows: int | None = None
+    long_gru4rec: bool = True
 
 
 def run_job(job: SeedJob) -> tuple[dict[str, MethodResult], dict]:
@@ -386,7 +490,7 @@ def run_job(job: SeedJob) -> tuple[dict[str, MethodResult], dict]:
     d = prepare(job.data, name=job.label)
     results, extras = run_seed(d, job.cfg, seeds, job.t_star, job.t_star_plus, job.grid, job.plus_grid, job.methods,
                                job.n_neg_eval, job.val_rows, job.checkpoint_rows, resolve_device(job.device),
-                               test_rows=job.test_rows)
+                               test_rows=job.test_rows, full_rows=job.full_rows, long_gru4rec=job.long_gru4rec)
     if not job.keep_models:
         extras.pop("models")
     else:

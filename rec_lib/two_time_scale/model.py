@@ -45,6 +45,7 @@ __all__ = [
     "WindowSet",
     "training_windows",
     "window_loss",
+    "length_batches",
     "fit_windows",
     "active_mask",
 ]
@@ -139,7 +140,7 @@ class TwoTimeScale(nn.Module):
 
     @classmethod
     def from_stage1(cls, mf: MF, plus: bool = False) -> "TwoTimeScale":
-        """Stage 2's model: ``phi_u`` and ``x_i`` copied from stage 1 and frozen; ``psi`` starts at the mean ``phi_u``."""
+        """Stage 2's model: ``phi_u`` and ``x_i`` copied from stage 1 and frozen; ``psi`` starts at zeros and is learned."""
         m = cls(mf.n_users, mf.n_items, mf.dim, plus=plus).to(mf.user.weight.device)
         with torch.no_grad():
             m.item.weight[: mf.n_items].copy_(mf.item.weight)
@@ -214,12 +215,15 @@ class WindowSet:
         return len(self.users)
 
 
-def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = True) -> list[WindowSet]:
+def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = True,
+                     inactive_len: int | None = None) -> list[WindowSet]:
     """The stage-2 training sequences, as windows of each user's training interactions.
 
     Inactive users (``1 <= T <= t*``): all ``T`` interactions (``D_in``, eq. 11).
     Active users (``T > t*``): the last ``active_len`` of them (``K`` for 2TS:
-    ``D_act^K`` of eq. 12; ``max_len`` for 2-GRU). ``inactive=False`` leaves the inactive set out.
+    ``D_act^K`` of eq. 12; ``max_len`` for 2-GRU). ``inactive=False`` leaves the inactive set out;
+    ``inactive_len`` keeps only the last ``inactive_len`` interactions of an
+    inactive user (2TS-inf: the training window of 2TS's inactive GRU).
     """
     if active_len < 1:
         raise ValueError(f"active_len must be >= 1, got {active_len}")
@@ -229,7 +233,10 @@ def training_windows(d: TTSData, t_star: int, active_len: int, inactive: bool = 
         if len(users) == 0 or (group == "in" and not inactive):
             continue
         T = d.n_train[users]
-        start = np.maximum(T - active_len, 0) if group == "act" else np.zeros_like(T)
+        if group == "act":
+            start = np.maximum(T - active_len, 0)
+        else:
+            start = np.maximum(T - inactive_len, 0) if inactive_len else np.zeros_like(T)
         rows = d.user_row[users]
         items, lengths = windows(d.seqs, rows, start, T, d.n_items)
         prev = np.where(start > 0, d.seqs.items[d.seqs.offsets[rows] + np.maximum(start - 1, 0)], d.n_items)
@@ -243,14 +250,36 @@ def window_loss(model: nn.Module, group: str, users: torch.Tensor, items: torch.
                 prev: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     """Eq. 11 (``group="in"``) or eq. 12 (``"act"``): the offer-set cross-entropy at every valid position.
 
-    ``negatives [B, L, p]`` are the ``p`` sampled items of each offer set.
+    ``negatives`` are the ``p`` sampled items of each offer set: ``[B, L, p]``
+    (one row per window position, padding included), or ``[N, p]`` with one
+    row per *valid* position in row-major order (``N = lengths.sum()``; what
+    :func:`fit_windows` draws, so no negative is sampled or scored for padding).
     ``model`` provides ``states(group, users, items, lengths, prev)`` and ``score(phi, items)``.
     """
     phi = model.states(group, users, items, lengths, prev)
     mask = torch.arange(items.shape[1], device=items.device)[None, :] < lengths.to(items.device)[:, None]
-    pos = model.score(phi, items)
-    neg = model.score(phi, negatives)
-    return sampled_softmax_loss(pos[mask], neg[mask])
+    phi_v = phi[mask]
+    pos = model.score(phi_v, items[mask])
+    neg = model.score(phi_v, negatives if negatives.ndim == 2 else negatives[mask])
+    return sampled_softmax_loss(pos, neg)
+
+
+def length_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    """Mini-batches of window indices of similar length (buckets), in a random order.
+
+    Windows are sorted by length with ties broken at random, cut into
+    consecutive batches of ``batch_size``, and the batches shuffled: a batch
+    is padded only to its own longest window, not to the longest window of
+    the set (a few long histories no longer set the length of every batch).
+    Vectorised; every index appears exactly once.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(lengths)
+    perm = torch.randperm(n, generator=generator)
+    order = perm[torch.sort(lengths[perm], stable=True).indices]
+    batches = list(order.split(batch_size))
+    return [batches[k] for k in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def _cf_loss(model: TwoTimeScale, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
@@ -276,9 +305,9 @@ def fit_windows(
 ) -> tuple[list[float], float]:
     """Train ``model`` on next-item prediction over the windows of each group (eq. 11-12).
 
-    Each epoch visits every window once, in mini-batches of users drawn per
-    group and taken in a random order; each position gets ``n_neg`` fresh
-    negatives. Only parameters that require gradients are optimised (Adam),
+    Each epoch visits every window once, in mini-batches of users of similar
+    window length drawn per group (:func:`length_batches`) and taken in a
+    random order; each valid position gets ``n_neg`` fresh negatives. Only parameters that require gradients are optimised (Adam),
     so stage-1 embeddings frozen by :meth:`TwoTimeScale.freeze_embeddings` stay
     fixed. ``cf=(users, items)`` adds eq. 10 on those interactions: an epoch
     then also visits every interaction once, in mini-batches of
@@ -302,7 +331,7 @@ def fit_windows(
     model.train()
     for epoch in progress(range(epochs), desc=desc):
         t0 = time.perf_counter()
-        plan = [(k, b) for k, s in enumerate(sets) for b in minibatches(len(s), batch_size, seeds.torch_gen)]
+        plan = [(k, b) for k, s in enumerate(sets) for b in length_batches(s.lengths, batch_size, seeds.torch_gen)]
         order = torch.randperm(len(plan), generator=seeds.torch_gen).tolist()
         if cf is not None:  # every eq.-10 mini-batch once per epoch, the window batches spread among them
             n_cf = -(-len(cf_u) // cf_batch_size)
@@ -319,7 +348,8 @@ def fit_windows(
                 users, items, lengths, prev = s.users[b], s.items[b], s.lengths[b], s.prev[b]
                 L = int(lengths.max())
                 items = items[:, :L]
-                negs = position_negatives(users[:, None].expand(-1, L), n_neg, seen, seeds.rng)
+                valid = torch.arange(L)[None, :] < lengths[:, None]
+                negs = position_negatives(users[:, None].expand(-1, L)[valid], n_neg, seen, seeds.rng)
                 loss = window_loss(model, s.group, users.to(device), items.to(device), lengths, prev.to(device),
                                    negs.to(device))
             if cf is not None:

@@ -135,6 +135,7 @@ class EvalSet:
     users: np.ndarray
     candidates: np.ndarray  # [n, 1 + n_neg]
     n_train: np.ndarray  # training interactions of each row's user
+    full: bool = False  # every item a candidate (the user's training items masked when scored)
 
 
 def eval_set(d: TTSData, which: int, n_neg: int, rng: np.random.Generator, max_rows: int | None = None) -> EvalSet:

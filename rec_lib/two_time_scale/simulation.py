@@ -42,6 +42,10 @@ __all__ = [
     "online_stream",
     "ogd_excess_risk",
     "threshold_sweep",
+    "binned_offline_error",
+    "calibrated_threshold",
+    "risk_table",
+    "tuned_sweep",
 ]
 
 
@@ -279,4 +283,92 @@ def threshold_sweep(pop: L2LPopulation, thresholds, stream: tuple[np.ndarray, np
             "bound_shared": float(theory.bound_at_optimal_step(t, N, a, Q, var_m, B)),
             "bound_two": float(theory.two_step_bound(t, N, a, Q, var_m, B)),
         })
+    return pd.DataFrame(rows).set_index("t_star")
+
+
+# --------------------------------------------------------------------------- calibrated reading of Theorem 2.1
+def binned_offline_error(pop: L2LPopulation, n_bins: int = 25, min_users: int = 100):
+    """Mean ``(T + 1) ||phi(z_[T]) - phi*||^2`` per geometric bin of ``T >= 1`` with ``min_users`` users or more.
+
+    Proposition A.1 bounds this product by ``Q``; the bins show what SGD
+    actually reaches. Returns a DataFrame with ``T_low``, ``T`` (mean),
+    ``err`` (mean squared error), ``scaled`` (mean of ``(T + 1) err``), ``n``.
+    """
+    import pandas as pd
+
+    T, e = pop.T, pop.offline_sq_error
+    keep = T > 0
+    edges = np.unique(np.geomspace(1, T.max(initial=1) + 1, n_bins).astype(int))
+    df = pd.DataFrame({"T": T[keep], "err": e[keep], "scaled": (T[keep] + 1) * e[keep]})
+    df["T_low"] = edges[np.searchsorted(edges, df["T"], side="right") - 1]
+    out = df.groupby("T_low").agg(T=("T", "mean"), err=("err", "mean"), scaled=("scaled", "mean"),
+                                  n=("err", "size")).reset_index()
+    return out[out["n"] >= min_users].reset_index(drop=True)
+
+
+def calibrated_threshold(pop: L2LPopulation, n_bins: int = 25, min_users: int = 100) -> tuple[int, float]:
+    """Eq. 7 with ``Q`` calibrated on the measured offline errors: ``(t_hat, Q_hat)``.
+
+    The proof of Theorem 2.1 uses Proposition A.1 only for active users
+    (``T >= t*``), so the constant it needs at a threshold ``t`` is
+    ``Q_hat(t) = max_{T >= t} (T + 1) E ||phi(z_[T]) - phi*||^2`` (binned, see
+    :func:`binned_offline_error`). ``t_hat`` is the smallest ``t`` with
+    ``t >= ceil(Q_hat(t) / Var_m) - 1`` (the fixed point of eq. 7 with the
+    calibrated constant); ``Q_hat = Q_hat(t_hat)``.
+    """
+    b = binned_offline_error(pop, n_bins, min_users)
+    if b.empty:
+        raise ValueError("no bin of T holds min_users users; simulate more users")
+    for t in range(0, int(b["T_low"].max()) + 1):
+        q = float(b.loc[b["T_low"] >= t, "scaled"].max()) if (b["T_low"] >= t).any() else float(b["scaled"].iloc[-1])
+        if t >= theory.optimal_threshold(q, pop.var_m):
+            return t, q
+    q = float(b["scaled"].iloc[-1])
+    return int(theory.optimal_threshold(q, pop.var_m)), q
+
+
+def risk_table(pop: L2LPopulation, gammas, stream) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user OGD excess risk for each step size, from ``m`` (``[G, U]``) and from ``phi(z_[T])`` (``[G, U]``).
+
+    Each user's OGD depends only on its own start and step, so the risk of
+    any threshold and any per-group steps is read off these two tables
+    (:func:`tuned_sweep`) without running OGD again.
+    """
+    gammas = np.asarray(gammas, dtype=float)
+    if gammas.ndim != 1 or (gammas <= 0).any():
+        raise ValueError("gammas must be a 1-d array of positive step sizes")
+    start_m = np.broadcast_to(pop.m, pop.phi_star.shape).copy()
+    r_m = np.stack([ogd_excess_risk(pop, start_m, g, stream) for g in gammas])
+    r_hat = np.stack([ogd_excess_risk(pop, pop.phi_hat, g, stream) for g in gammas])
+    return r_m, r_hat
+
+
+def tuned_sweep(pop: L2LPopulation, thresholds, gammas, tune_stream, test_stream):
+    """For each ``t*``: step sizes tuned on ``tune_stream``, risks measured on the independent ``test_stream``.
+
+    ``one``: one step for every user (the argmin over ``gammas`` of the mean
+    tuning risk); ``two``: one step per group (active ``T >= t*``, inactive),
+    each tuned on its own group. Returns a DataFrame indexed by ``t*`` with
+    ``share_active``, ``gamma_one``, ``gamma_act``, ``gamma_in``,
+    ``risk_one``, ``risk_two`` (test stream) and ``init_sq_error``.
+    """
+    import pandas as pd
+
+    gammas = np.asarray(gammas, dtype=float)
+    tm, th = risk_table(pop, gammas, tune_stream)
+    sm, sh = risk_table(pop, gammas, test_stream)
+    rows = []
+    for t in np.unique(theory._check_thresholds(thresholds)):
+        act = pop.T >= t
+        tune = np.where(act[None, :], th, tm)
+        test = np.where(act[None, :], sh, sm)
+        g1 = int(np.argmin(tune.mean(1)))
+        ga = int(np.argmin(tune[:, act].mean(1))) if act.any() else g1
+        gi = int(np.argmin(tune[:, ~act].mean(1))) if (~act).any() else g1
+        two = np.where(act, test[ga], test[gi])
+        phi1 = pop.init(int(t))
+        rows.append({"t_star": int(t), "share_active": float(act.mean()),
+                     "init_sq_error": float(((phi1 - pop.phi_star) ** 2).sum(1).mean()),
+                     "gamma_one": gammas[g1], "gamma_act": gammas[ga], "gamma_in": gammas[gi],
+                     "risk_one": float(test[g1].mean()), "risk_two": float(two.mean())})
     return pd.DataFrame(rows).set_index("t_star")

@@ -27,7 +27,7 @@ def test_presets_build_and_train_config_copies_the_knobs():
     (dict(test_rows=-1), "TEST_ROWS"),
     (dict(syn_exponent=1.0), "power-law exponents"),
     (dict(syn_long_term=1.5), "SYN_LONG_TERM"),
-    (dict(syn_max_interactions=700), "cannot exceed SYN_ITEMS"),
+    (dict(syn_max_interactions=700), "SYN_ITEMS must be at least"),
     (dict(t_star=-2), "T_STAR must be >= 0"),
     (dict(t_star_grid=(-1, 5)), "T_STAR_GRID"),
     (dict(k_last=50), "K_LAST = 50 exceeds the threshold 40"),
@@ -41,7 +41,8 @@ def test_bad_settings_fail_with_the_parameter_named(bad, match):
 def test_threshold_plan_order_fixed_then_grid_then_table4():
     s = tts.CHAPTER.make("tutorial")
     assert tts.threshold_plan(s, "ml-100k") == (None, None, s.t_star_grid)
-    assert tts.threshold_plan(s, tts.SYNTHETIC) == (None, None, s.syn_t_star_grid)
+    assert tts.threshold_plan(s, tts.SYNTHETIC) == (s.syn_t_star, s.syn_t_star, ())
+    assert tts.threshold_plan(s, tts.CONTROL) == (s.syn_t_star, s.syn_t_star, ())
     fixed = tts.CHAPTER.make("tutorial", t_star=30, t_star_plus=50)
     assert tts.threshold_plan(fixed, "ml-100k") == (30, 50, ())
     paper = tts.CHAPTER.make("paper")
@@ -86,3 +87,13 @@ def test_buckets_frame_pools_the_seeds():
     # bucket T = 0 holds rank 1 twice, bucket 1 <= T < 5 rank 2 twice, T >= 5 rank 4 twice
     assert a["mrr"].to_dict() == pytest.approx({0: 1.0, 1: 0.5, 5: 0.25})
     assert isinstance(b, pd.DataFrame) and set(b["dataset"]) == {"d"}
+
+
+def test_segments_frame_splits_rows_by_activity():
+    seg = tts.segments_frame(_fake_out(), {"d": 3})
+    a = seg[(seg["method"] == "A") & (seg["seed"] == 0)].set_index("segment")
+    # T = (0, 3, 7) with t* = 3: ranks 1 (new), 2 (inactive), 4 (active)
+    assert a.loc["T = 0", "mrr"] == pytest.approx(1.0)
+    assert a.loc["1 <= T <= t*", "mrr"] == pytest.approx(0.5)
+    assert a.loc["T > t*", "mrr"] == pytest.approx(0.25)
+    assert a.loc["all", "rows"] == 3 and a.loc["T > t*", "rows"] == 1

@@ -289,3 +289,35 @@ def test_seeded_init_depends_on_the_seed_only():
     torch.random.set_rng_state(state)
     model.seeded_init(lambda: torch.nn.Linear(3, 2), seed_everything(6, set_global=False))
     assert torch.equal(torch.random.get_rng_state(), state)  # the global generator is left as it was
+
+
+def test_full_catalogue_set_ranks_every_item_once(d):
+    es = experiments.full_catalogue_set(d, 2, np.random.default_rng(0), max_rows=12)
+    assert es.full and es.candidates.shape == (12, d.n_items)
+    for row in es.candidates:
+        assert sorted(row.tolist()) == list(range(d.n_items))  # the true item once, then every other item
+    pop = experiments.Popularity(d.n_users, d.n_items).fit(d.train.users, d.train.items)
+    cfg = experiments.TrainConfig(dim=4)
+    ranks = experiments.evaluate_model("Popularity", pop, d, es, cfg)
+    assert ((ranks >= 1) & (ranks <= d.n_items)).all()
+
+
+def test_window_loss_takes_negatives_of_valid_positions_only():
+    torch.manual_seed(0)
+    m = model.TwoTimeScale(2, 6, 3)
+    users, items, lengths = torch.tensor([0, 1]), torch.tensor([[1, 2], [3, 6]]), torch.tensor([2, 1])
+    negs = torch.tensor([[[4, 5], [0, 5]], [[1, 2], [0, 0]]])
+    full = model.window_loss(m, "in", users, items, lengths, torch.tensor([6, 6]), negs)
+    valid = model.window_loss(m, "in", users, items, lengths, torch.tensor([6, 6]), negs[torch.tensor([[1, 1], [1, 0]]).bool()])
+    assert valid.item() == pytest.approx(full.item(), rel=1e-6)
+
+
+def test_length_batches_cover_every_window_once_in_length_buckets():
+    lengths = torch.tensor([5, 1, 300, 2, 280, 3, 1, 250, 6])
+    batches = model.length_batches(lengths, 3, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(9))
+    assert [len(b) for b in batches].count(3) == 3
+    # the three long windows share one batch: no short window is padded to 300
+    assert any(sorted(lengths[b].tolist()) == [250, 280, 300] for b in batches)
+    with pytest.raises(ValueError):
+        model.length_batches(lengths, 0)

@@ -126,3 +126,28 @@ def test_population_and_threshold_sweep():
     assert (df["risk_shared"] <= df["bound_shared"]).all()
     with pytest.raises(ValueError, match="alpha must be > 1"):
         sim.simulate_population(n_users=10, alpha=0.5)
+
+
+def test_calibrated_threshold_and_tuned_sweep():
+    import numpy as np
+
+    from rec_lib.two_time_scale import simulation as sim
+    from rec_lib.two_time_scale import theory as th
+
+    pop = sim.simulate_population(n_users=3000, t_max=300, seed=0)
+    b = sim.binned_offline_error(pop, min_users=30)
+    assert (b["scaled"] <= pop.Q).all()  # Proposition A.1 holds on the measured errors
+    t_hat, q_hat = sim.calibrated_threshold(pop, min_users=30)
+    assert 0 < q_hat < pop.Q and t_hat >= th.optimal_threshold(q_hat, pop.var_m)
+    assert t_hat < th.optimal_threshold(pop.Q, pop.var_m)
+    rng = np.random.default_rng(1)
+    a, c = (sim.online_stream(pop, 5, rng) for _ in range(2))
+    gammas = np.array([0.1, 0.4])
+    sw = sim.tuned_sweep(pop, [0, 5, 10**6], gammas, a, c)
+    assert set(sw["gamma_one"]) <= set(gammas)
+    assert sw.loc[10**6, "share_active"] == 0.0
+    # with nobody active, one and two steps are the same rule
+    assert sw.loc[10**6, "risk_one"] == pytest.approx(sw.loc[10**6, "risk_two"])
+    r_m, r_hat = sim.risk_table(pop, gammas, c)
+    one = sim.ogd_excess_risk(pop, pop.init(5), 0.4, c)
+    assert np.allclose(np.where(pop.T >= 5, r_hat[1], r_m[1]), one)
