@@ -26,7 +26,8 @@ import pandas as pd
 from rec_lib.paths import results_dir
 from rec_lib.utils import atomic_write
 
-__all__ = ["Ledger", "Claim", "verdict", "read_ledger", "claims_frame", "library_versions", "compare_ledgers"]
+__all__ = ["Ledger", "Claim", "verdict", "read_ledger", "claims_frame", "library_versions", "compare_ledgers",
+           "claim_resolution", "compare_across_machines", "MachineComparison"]
 
 Verdict = Literal["holds", "does not hold", "inconclusive"]
 _LIBS = ("torch", "numpy", "pandas", "scipy", "faiss", "matplotlib", "rec_lib")
@@ -290,6 +291,11 @@ def _is_timing(key: str) -> bool:
     return bool(_TIMING.search(str(key).replace(" ", "_").replace("-", "_")))
 
 
+def _col_name(c: Any) -> str:
+    """A table column's name as text (a string, a number, or a MultiIndex tuple)."""
+    return " ".join(map(str, c)) if isinstance(c, (list, tuple)) else str(c)
+
+
 def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return a == b
@@ -303,7 +309,7 @@ def _diff(a: Any, b: Any, path: str, atol: float, rtol: float, out: list[str]) -
             if cols != b.get("columns") or a.get("index") != b.get("index"):
                 out.append(f"{path}: the table's rows or columns differ")
                 return
-            keep = [j for j, c in enumerate(cols) if not _is_timing(c if isinstance(c, str) else " ".join(map(str, c)))]
+            keep = [j for j, c in enumerate(cols) if not _is_timing(_col_name(c))]
             for i, (ra, rb) in enumerate(zip(a["data"], b["data"])):
                 for j in keep:
                     if not _close(ra[j], rb[j], atol, rtol):
@@ -357,3 +363,119 @@ def compare_ledgers(a: dict[str, Any], b: dict[str, Any], atol: float = 1e-9, rt
     for section in ("settings", "metrics", "tables"):
         _diff(a.get(section, {}), b.get(section, {}), section, atol, rtol, out)
     return out
+
+
+def claim_resolution(claim: dict[str, Any], atol: float = 5e-4) -> float:
+    """How far a claim's numbers may move between machines without changing what it says.
+
+    The larger of ``atol`` (half the last digit the book shows), the claim's
+    declared floor or margin (the smallest effect it calls meaningful), and
+    the half-width of its interval (the seed-to-seed uncertainty it already
+    admits): the same seed on another CPU must perturb a claim less than
+    another seed does. Checks carry no interval: ``atol`` alone.
+    """
+    parts = [atol]
+    if claim.get("kind") != "check":
+        parts += [abs(claim.get("floor") or 0.0), abs(claim.get("margin") or 0.0)]
+        lo, hi = (claim.get("ci") or [None, None])[:2]
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+            parts.append((hi - lo) / 2)
+    return max(parts)
+
+
+@dataclass
+class MachineComparison:
+    """What :func:`compare_across_machines` found: ``failures`` must be empty; ``drift`` is reported."""
+
+    failures: list[str]
+    drift: list[str]
+    cells: int  # numeric table cells compared
+
+    def summary(self) -> str:
+        moved = len(self.drift)
+        return f"{moved} of {self.cells} table cells moved by more than 5e-4" + (
+            f" (e.g. {self.drift[0]})" if moved else "")
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _numbers_in(v: Any) -> tuple[str, list[float]] | None:
+    """A cell as (its text with numbers blanked, its numbers): ``'0.372 ± 0.021'`` is numeric too."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, (int, float)):
+        return ("#", [float(v)])
+    if isinstance(v, str) and _NUMBER.search(v):
+        return (_NUMBER.sub("#", v), [float(x) for x in _NUMBER.findall(v)])
+    return None
+
+
+def _table_drift(x: Any, y: Any, path: str, atol: float, rtol: float, fail: list[str], drift: list[str]) -> int:
+    """Structure of two logged tables into ``fail``, their numeric cells that moved into ``drift``."""
+    if not (isinstance(x, dict) and x.get("__frame__") and isinstance(y, dict) and y.get("__frame__")):
+        _diff(x, y, path, atol, rtol, drift)
+        return 1
+    if x.get("columns") != y.get("columns") or x.get("index") != y.get("index"):
+        fail.append(f"{path}: the table's rows or columns differ")
+        return 0
+    cols, n = x["columns"], 0
+    keep = [j for j, c in enumerate(cols) if not _is_timing(_col_name(c))]
+    for i, (ra, rb) in enumerate(zip(x["data"], y["data"])):
+        for j in keep:
+            na, nb = _numbers_in(ra[j]), _numbers_in(rb[j])
+            where = f"{path}[{x['index'][i]!r}, {cols[j]!r}]: {ra[j]!r} vs {rb[j]!r}"
+            if na is None or nb is None or na[0] != nb[0] or len(na[1]) != len(nb[1]):
+                if ra[j] != rb[j] and not (_nan(ra[j]) and _nan(rb[j])):
+                    fail.append(where)
+                continue
+            n += 1
+            if not all(_close(u, v, atol, rtol) or (math.isnan(u) and math.isnan(v)) for u, v in zip(*[na[1], nb[1]])):
+                drift.append(where)
+    return n
+
+
+def _nan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def compare_across_machines(a: dict[str, Any], b: dict[str, Any], atol: float = 5e-4,
+                            rtol: float = 1e-4) -> MachineComparison:
+    """Compare two ledgers of one seed run on two machines, at the resolution each claim needs.
+
+    Required (``failures``): every claim present in both with the same
+    verdict, ``n`` and confidence level; a non-timing claim's effect and
+    each of its replicates within :func:`claim_resolution` (its interval is
+    a function of these, so its endpoints are not compared again: with two
+    replicates a t interval multiplies a move of the replicates by 12.7);
+    settings equal; metrics within ``atol + rtol * |b|``; every table with
+    the same rows, columns and non-numeric cells. Reported, not required
+    (``drift``): table cells that moved beyond ``atol + rtol * |b|`` (a single
+    Monte Carlo draw or one flipped ranking at the smoke scale moves a cell;
+    the claims built on the tables are what must hold).
+    """
+    fail: list[str] = []
+    ca = {c["id"]: c for c in a.get("claims", [])}
+    cb = {c["id"]: c for c in b.get("claims", [])}
+    for cid in sorted(set(ca) ^ set(cb)):
+        fail.append(f"claims.{cid}: present in only one ledger")
+    for cid in sorted(set(ca) & set(cb)):
+        x, y = ca[cid], cb[cid]
+        if x.get("timing") or y.get("timing") or x.get("kind") == "ratio" or _TIMED_CLAIM.search(cid):
+            continue
+        for key in ("verdict", "n", "level"):
+            if x.get(key) != y.get(key):
+                fail.append(f"claims.{cid}.{key}: {x.get(key)!r} vs {y.get(key)!r}")
+        res = claim_resolution(x, atol)
+        _diff([x.get("effect")] + list(x.get("replicates") or []), [y.get("effect")] + list(y.get("replicates") or []),
+              f"claims.{cid}.(effect, replicates) at resolution {res:.3g}", res, 0.0, fail)
+    _diff(a.get("settings", {}), b.get("settings", {}), "settings", 0.0, 0.0, fail)
+    _diff(a.get("metrics", {}), b.get("metrics", {}), "metrics", atol, rtol, fail)
+    drift: list[str] = []
+    cells = 0
+    ta, tb = a.get("tables") or {}, b.get("tables") or {}
+    for name in sorted(set(ta) ^ set(tb)):
+        fail.append(f"tables.{name}: present in only one ledger")
+    for name in sorted((set(ta) & set(tb)) - {t for t in ta if _is_timing(t)}):
+        cells += _table_drift(ta[name], tb[name], f"tables.{name}", atol, rtol, fail, drift)
+    return MachineComparison(fail, drift, cells)

@@ -3,12 +3,12 @@
 import pytest
 
 from rec_lib import evidence
-from rec_lib.ledger import compare_ledgers, read_ledger
+from rec_lib.ledger import compare_across_machines
 from rec_lib.notebooks import chapters
 
 from tests.conftest import chapter_params
 
-from .conftest import run_chapter
+from .conftest import MACHINE_DRIFT, run_chapter
 
 VERDICTS = {"holds", "does not hold", "inconclusive"}
 FIELDS = {"id", "kind", "role", "claim", "paper", "effect", "ci", "n", "floor", "margin", "test", "verdict",
@@ -50,17 +50,24 @@ def _rerun(chapter: str, tmp_path, env: dict) -> dict:
     return json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 13, open: measured 2026-11-29, torch's scalar kernels move numbers past 5e-4 (data chapter: sanity "
-    "z-scores by 1.5e-3; fast offline policy: bias and gradient-check tables by 2e-3 to 5e-3, and cost-fit "
-    "verdicts read from timings); the comparison must be set at the resolution each claim needs"))
 @pytest.mark.parametrize("chapter", chapters())
 def test_same_ledger_on_another_machine(chapter, smoke_run, tmp_path):
+    """Verdicts exactly, claims' numbers at their resolution, tables' structure (issue 13).
+
+    Measured 2026-11-30 (scalar kernels vs AVX2): every verdict equal; the largest claim move was
+    MeLON's control-sml-returning replicate, 5.4e-3 against its resolution 0.19 (one test row of 184
+    flipped), and 0 to 39 table cells per chapter moved past 5e-4 (one Monte Carlo draw in the fast
+    offline policy's gradient map moved a single-draw cosine from 0.37 to 0.56).
+    """
+    this = smoke_run(chapter).raw
     other = _rerun(chapter, tmp_path, OTHER_MACHINE)
     assert other["numerics"]["torch_cpu_capability"] == "DEFAULT"
-    assert other["numerics"]["torch_threads"] == 2 and "OMP_NUM_THREADS" in other["numerics"]["overridden"]
-    diffs = compare_ledgers(smoke_run(chapter).raw, other, atol=ATOL, rtol=0.0)
-    assert not diffs, f"{chapter}: the smoke ledger moved under {OTHER_MACHINE}:\n" + "\n".join(diffs[:20])
+    assert "OMP_NUM_THREADS" in other["numerics"]["overridden"], "the caller's thread count was not overridden"
+    assert other["numerics"]["torch_threads"] == this["numerics"]["torch_threads"]  # the pins, not the caller's 1
+    found = compare_across_machines(this, other, atol=ATOL)
+    MACHINE_DRIFT[chapter] = found.summary()
+    assert not found.failures, f"{chapter}: the smoke ledger moved under {OTHER_MACHINE}:\n" + "\n".join(
+        found.failures[:20])
 
 
 @pytest.mark.parametrize("chapter", chapters())

@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 
 from rec_lib import evidence as ev
-from rec_lib.ledger import Ledger, _jsonable, compare_ledgers
+from rec_lib.ledger import Ledger, _jsonable, claim_resolution, compare_across_machines, compare_ledgers
 
 
 def _ledger() -> dict:
@@ -70,3 +70,44 @@ def test_typed_claims_marked_timing_are_compared_on_presence_only():
     b["claims"][1]["effect"] += 0.01
     diffs = compare_ledgers(a, b)
     assert len(diffs) == 1 and diffs[0].startswith("claims.a-beats-b.effect")
+
+
+def test_claim_resolution_is_the_largest_of_display_floor_and_half_interval():
+    claim = {"kind": "superiority", "floor": 0.005, "margin": None, "ci": [0.01, 0.05]}
+    assert claim_resolution(claim) == 0.02
+    assert claim_resolution(claim | {"ci": [0.01, 0.012]}) == 0.005
+    assert claim_resolution(claim | {"ci": [None, None], "floor": None}) == 5e-4
+    assert claim_resolution({"kind": "check", "floor": 4.0, "ci": [None, None]}) == 5e-4
+
+
+def test_across_machines_requires_verdicts_and_claim_numbers_at_their_resolution():
+    a = _ledger()
+    b = copy.deepcopy(a)
+    claim = b["claims"][0]
+    res = claim_resolution(claim)
+    claim["effect"] += 0.9 * res
+    claim["replicates"] = [r + 0.9 * res for r in claim["replicates"]]
+    claim["ci"] = [claim["ci"][0] + 3 * res, claim["ci"][1]]  # endpoints follow from the replicates: not compared
+    assert compare_across_machines(a, b).failures == []
+    claim["replicates"][0] += 0.2 * res
+    assert any("claims.a-beats-b.(effect, replicates)" in f for f in compare_across_machines(a, b).failures)
+    b = copy.deepcopy(a)
+    b["claims"][0]["verdict"] = "inconclusive"
+    b["metrics"]["recall@20"] += 1e-3
+    fails = compare_across_machines(a, b).failures
+    assert any("verdict" in f for f in fails) and any("metrics.recall@20" in f for f in fails)
+
+
+def test_across_machines_reports_table_cells_that_moved_and_fails_on_structure():
+    a = _ledger()
+    a["tables"]["shown"] = _jsonable(pd.DataFrame({"hr": ["0.372 ± 0.021"], "method": ["SML"]}))
+    b = copy.deepcopy(a)
+    b["tables"]["table1"]["data"][1][0] = 0.25
+    b["tables"]["shown"]["data"][0][0] = "0.371 ± 0.020"
+    found = compare_across_machines(a, b)
+    assert found.failures == [] and found.cells == 3
+    assert len(found.drift) == 2 and "2 of 3 table cells moved" in found.summary()
+    b["tables"]["shown"]["data"][0][1] = "MeLON"
+    b["tables"]["table1"]["index"] = ["A", "C"]
+    fails = compare_across_machines(a, b).failures
+    assert any("'method'" in f for f in fails) and any("rows or columns differ" in f for f in fails)
