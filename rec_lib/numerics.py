@@ -18,6 +18,14 @@ environment variable          value      what it pins
 ``NPY_DISABLE_CPU_FEATURES``  AVX-512    NumPy's SIMD loops stay at AVX2 (read
                                          when NumPy is imported: effective in
                                          processes started with :func:`environment`)
+``OPENBLAS_CORETYPE``         Haswell    the OpenBLAS bundled with NumPy and with
+                                         FAISS picks its kernels by CPU model
+                                         (SkylakeX on AVX-512); Haswell's are AVX2,
+                                         the ones it picks on this machine (read
+                                         when the library loads)
+``FAISS_SIMD_LEVEL``          ``AVX2``   FAISS 1.15 dispatches its distance kernels
+                                         at run time (AVX-512 where available);
+                                         read when faiss is imported
 ``OMP_NUM_THREADS`` and       ``2``      thread counts: reductions split the same
 ``MKL_NUM_THREADS`` /                    way on every machine
 ``OPENBLAS_NUM_THREADS``
@@ -90,6 +98,8 @@ def _pinned() -> dict[str, str]:
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "DNNL_MAX_CPU_ISA": "AVX2",
         "NPY_DISABLE_CPU_FEATURES": _NPY_AVX512,
+        "OPENBLAS_CORETYPE": "Haswell",
+        "FAISS_SIMD_LEVEL": "AVX2",
         "OMP_NUM_THREADS": n,
         "MKL_NUM_THREADS": n,
         "OPENBLAS_NUM_THREADS": n,

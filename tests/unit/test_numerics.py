@@ -22,6 +22,29 @@ def test_pinned_values_cap_kernels_at_avx2_and_threads_at_two():
     assert p["ATEN_CPU_CAPABILITY"] == "avx2" and p["MKL_CBWR"] == "AVX2"
     assert p["OMP_NUM_THREADS"] == p["MKL_NUM_THREADS"] == str(numerics.THREADS) == "2"
     assert "AVX512F" in p["NPY_DISABLE_CPU_FEATURES"] and p["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert p["OPENBLAS_CORETYPE"] == "Haswell" and p["FAISS_SIMD_LEVEL"] == "AVX2"
+
+
+_KERNELS = """
+import ctypes, glob, os, numpy, faiss
+lib = glob.glob(os.path.join(os.path.dirname(numpy.__path__[0]), "numpy.libs", "*openblas*"))
+name = b"?"
+if lib:
+    f = getattr(ctypes.CDLL(lib[0]), "scipy_openblas_get_corename64_", None)
+    if f is not None:
+        f.restype = ctypes.c_char_p
+        name = f()
+print(faiss.SIMDConfig.get_level_name(), name.decode())
+"""
+
+
+def test_a_pinned_process_runs_faiss_and_numpys_openblas_at_avx2():
+    """The variables are read when the libraries load: a process started with environment() gets them."""
+    env = numerics.environment({k: v for k, v in os.environ.items() if k not in ("FAISS_SIMD_LEVEL", "OPENBLAS_CORETYPE")})
+    faiss_level, core = subprocess.run([sys.executable, "-c", _KERNELS], env=env, capture_output=True, text=True,
+                                       check=True).stdout.split()
+    assert faiss_level == "AVX2"
+    assert core in ("Haswell", "?")  # "?": a NumPy whose OpenBLAS does not report its core
 
 
 def test_environment_overrides_a_callers_values_and_keeps_the_rest():

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rec_lib import data
-from rec_lib.retraining import History, PeriodProtocol, make_stream
+from rec_lib.retraining import History
 from rec_lib.retraining.chapter import CHAPTER
 from rec_lib.retraining.experiments import (
     cold_start_table,
@@ -30,14 +29,14 @@ from rec_lib.retraining.transfer import (
 )
 from rec_lib.utils import seed_everything
 
-PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
-SMALL = dict(n_seeds=1, n_neg=20, n_periods=8, init_end=3, val_start=5, test_start=6, dim=8, epochs=2,
-             pretrain_epochs=3, batch_size=256, fc=16, outer_iters=2, workers=1, lr_grid=(1e-2, 3e-2))
+from tests.unit.retraining_setup import SMALL, small_stream
+
+SMALL = SMALL | dict(lr_grid=(1e-2, 3e-2))
 
 
 @pytest.fixture(scope="module")
 def stream():
-    return make_stream(data.drifting_stream(n_users=60, n_items=90, dim=4, max_interactions=40, seed=1), PROTO)
+    return small_stream()
 
 
 @pytest.fixture(scope="module")

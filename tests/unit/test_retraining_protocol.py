@@ -16,12 +16,12 @@ from rec_lib.retraining import (
     run_strategy,
 )
 
-PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
+from tests.unit.retraining_setup import small_stream
 
 
 @pytest.fixture(scope="module")
 def stream():
-    return make_stream(data.drifting_stream(n_users=60, n_items=90, dim=4, max_interactions=40, seed=1), PROTO)
+    return small_stream()
 
 
 def test_make_stream_cuts_equal_count_periods(stream):

@@ -5,10 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from rec_lib import data
 from rec_lib.config import SettingsError
 from rec_lib.models.losses import bce_loss
-from rec_lib.retraining import History, PeriodProtocol, Reservoir, make_stream, previous_items
+from rec_lib.retraining import History, Reservoir, previous_items
 from rec_lib.retraining.chapter import CHAPTER, PRESETS
 from rec_lib.retraining.experiments import (
     benchmark_retraining,
@@ -24,16 +23,15 @@ from rec_lib.retraining.strategies import MFConfig, MFStrategy, SPMF, pretrain_m
 from rec_lib.retraining.transfer import TransferCNN
 from rec_lib.utils import seed_everything, set_threads
 
-PROTO = PeriodProtocol("count", n_periods=8, init_end=3, val_start=5, test_start=6)
-SMALL = dict(n_seeds=1, n_neg=20, n_periods=8, init_end=3, val_start=5, test_start=6, dim=8, epochs=2,
-             pretrain_epochs=3, batch_size=256, reservoir=300, replay=150, fc=16, outer_iters=2, gru_hidden=8,
-             gru_max_len=5, caser_epochs=2, caser_pretrain_epochs=2, stream_users=60, stream_items=400, stream_max=40,
-             sweep_filters=(2, 10), sweep_layers=(1, 2), workers=1)
+from tests.unit.retraining_setup import SMALL, small_stream
+
+SMALL = SMALL | dict(reservoir=300, replay=150, gru_hidden=8, gru_max_len=5, caser_epochs=2, caser_pretrain_epochs=2,
+                     stream_users=60, stream_items=400, stream_max=40, sweep_filters=(2, 10), sweep_layers=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def stream():
-    return make_stream(data.drifting_stream(n_users=60, n_items=90, dim=4, max_interactions=40, seed=1), PROTO)
+    return small_stream()
 
 
 @pytest.fixture(scope="module")
