@@ -1,4 +1,4 @@
-"""Seeded synthetic streams where a learned sketch must win, and two controls where it should not.
+"""Seeded synthetic streams built so that a learned sketch should win, and two controls where it should not.
 
 A catalogue of ``n_topics * topic_items`` *topic* items (topic ``c`` owns the
 ids ``c * topic_items .. (c + 1) * topic_items - 1``) followed by
@@ -13,9 +13,10 @@ What a sketch of ``K`` items should hold is known:
 - ``signal`` (noise 0.7, no drift): the only items that say anything about
   the user are topic items; noise items are predictable from popularity
   alone. Reservoir sampling keeps a topic item with probability about
-  ``1 - noise**K``; recency and loss-based heuristics keep the recent noise;
-  a policy that learns "drop noise items" keeps topic items whenever one has
-  been seen, so DiPS should beat them all.
+  ``1 - noise**K``; recency keeps the recent noise; a policy that learns
+  "drop noise items" keeps topic items whenever one has been seen, so DiPS
+  should beat them all (a design prediction: the chapter measures what each
+  policy keeps, and whether it wins).
 - ``clean`` (noise 0): every item is a topic item, all equally informative:
   there is nothing to learn, DiPS should tie Random.
 - ``drift`` (noise 0.7, a new topic every 8 steps): only *recent* topic items
