@@ -116,3 +116,22 @@ def log_axes(ax, x: bool = True, y: bool = True) -> None:
             setter("log")
             axis.set_major_locator(LogLocator(base=10))
             axis.set_minor_formatter(NullFormatter())
+
+
+def shared_legend(fig, axes, fontsize: float = 7, **kw):
+    """One legend for a row of panels: every label drawn on any panel, once, below the figure.
+
+    A legend on the last panel alone misses what only the other panels draw
+    (a method run on one dataset only).
+    """
+    seen: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    if not seen:
+        return None
+    renderer = fig.canvas.get_renderer()
+    to_fig = fig.transFigure.inverted()
+    bottom = min(ax.get_tightbbox(renderer).transformed(to_fig).y0 for ax in np.ravel(axes))  # below tick labels
+    kw = {"loc": "upper center", "bbox_to_anchor": (0.5, bottom), "ncol": min(len(seen), 5), "frameon": False} | kw
+    return fig.legend(list(seen.values()), list(seen), fontsize=fontsize, **kw)

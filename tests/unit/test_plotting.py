@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import matplotlib.pyplot as plt
 import seaborn as sns
 
 from rec_lib import plotting
@@ -39,3 +40,16 @@ def test_ordinal_colors_with_a_domain_keep_each_value_s_colour():
 def test_method_colors_are_the_colorblind_palette_in_order():
     c = plotting.method_colors(["A", "B", "C"])
     assert list(c) == ["A", "B", "C"] and list(c.values()) == sns.color_palette("colorblind", n_colors=3)
+
+
+def test_shared_legend_lists_every_label_of_every_panel_once():
+    fig, axes = plotting.subplots(2)
+    axes[0, 0].plot([0, 1], label="CCF")
+    axes[0, 0].plot([0, 1], label="2TS")
+    axes[0, 1].plot([0, 1], label="2TS")
+    axes[0, 1].plot([0, 1], label="oracle")  # drawn on the second panel only
+    leg = plotting.shared_legend(fig, axes)
+    assert [t.get_text() for t in leg.get_texts()] == ["CCF", "2TS", "oracle"]
+    empty, ax_empty = plotting.subplots(1)
+    assert plotting.shared_legend(empty, ax_empty) is None
+    plt.close("all")
