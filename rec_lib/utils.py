@@ -24,6 +24,7 @@ __all__ = [
     "benchmark_rotation",
     "atomic_write",
     "set_threads",
+    "isolated_globals",
 ]
 
 
@@ -68,6 +69,32 @@ def seed_everything(seed: int, set_global: bool = True, deterministic: bool = Tr
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     gen = torch.Generator().manual_seed(seed)
     return Seeds(seed=seed, rng=np.random.default_rng(seed), torch_gen=gen)
+
+
+@contextlib.contextmanager
+def isolated_globals() -> Iterator[None]:
+    """Run a block as if in another process: the global RNGs and torch's thread count are restored after it.
+
+    For work that may run in this process or in worker processes (a pool
+    with one worker runs its tasks here): tasks that call
+    :func:`seed_everything` would otherwise leave the caller's global
+    Python, NumPy and torch generators (and thread count) where the last
+    task put them, so what the caller draws next (a model's initial weights)
+    would depend on whether the tasks ran here, in workers, or not at all
+    (a cache hit).
+    """
+    from rec_lib import numerics
+
+    state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.set_rng_state(state[2])
+        if torch.get_num_threads() != threads:
+            numerics.set_threads(threads)
 
 
 def set_threads(n: int | None = None) -> int:

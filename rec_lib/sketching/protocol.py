@@ -29,7 +29,7 @@ from rec_lib.sketching.policy import SketchPolicy
 from rec_lib.sketching.synthetic import STREAMS, StreamSpec, make_stream
 from rec_lib.sketching.training import (METHODS, REFERENCES, SequenceBatch, SketchConfig, evaluate_sketching,
                                         make_base_model, train_sketching)
-from rec_lib.utils import progress, seed_everything, set_threads
+from rec_lib.utils import isolated_globals, progress, seed_everything, set_threads
 
 __all__ = ["DiPSSettings", "PRESETS", "CHAPTER", "check_datasets", "SketchData", "prepare_data", "truncate_sequences", "run_grid",
            "GridResult", "sketch_config", "rebuild", "prepare_synthetic", "run_synthetic", "paper_table",
@@ -373,7 +373,8 @@ def _run(tasks: list[tuple], fn, workers: int, desc: str) -> list:
     (cells of the grid), not inside the operations.
     """
     if workers <= 1 or len(tasks) <= 1:
-        return [fn(*args) for args in progress(tasks, desc=desc)]
+        with isolated_globals():  # as in a worker: the caller's RNGs do not depend on where tasks ran
+            return [fn(*args) for args in progress(tasks, desc=desc)]
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(fn, *args) for args in tasks]
@@ -538,13 +539,15 @@ def sketch_composition(settings: DiPSSettings, syn: GridResult, stream: str, k: 
 
 
 def _cache_key(settings: DiPSSettings, what: str) -> str:
-    """A hash of the settings and of every source the grid's numbers depend on (so a library change misses)."""
+    """A hash of the settings, of the pinned numerics (kernels and threads: another CPU capability is another
+    result) and of every source the grid's numbers depend on (so a library change misses)."""
     import hashlib
     import inspect
 
+    from rec_lib import numerics
     from rec_lib.sketching import baselines, inner, policy, projection, synthetic, training
 
-    parts = [what, repr(settings), torch.__version__]
+    parts = [what, repr(settings), torch.__version__, repr(sorted(numerics.environment({}).items()))]
     parts += [inspect.getsource(m) for m in (baselines, inner, policy, projection, synthetic, training)]
     parts += [inspect.getsource(f) for f in (prepare_data, prepare_synthetic, truncate_sequences, sketch_config,
                                              _train_kwargs, _pretrain_task, _method_task, _base_from_state,

@@ -581,3 +581,25 @@ def test_case_study_pipelines_on_a_small_grid(stream_data):
     assert sorted(aug["K"].unique()) == [0, 2] and aug["recall@20"].between(0, 1).all()
     with pytest.raises(KeyError, match="no DiPS policy"):
         case_studies.policy_transfer(replace(s, ks=(4,)), d, grid.artefacts, seeds)
+
+
+def test_the_grid_cache_is_keyed_on_settings_and_pinned_kernels(monkeypatch):
+    """A grid computed with other kernels (another CPU capability, more threads) is another result."""
+    s = protocol.CHAPTER.make("smoke")
+    key = protocol._cache_key(s, "grid")
+    assert protocol._cache_key(s, "grid") == key and protocol._cache_key(s, "synthetic") != key
+    assert protocol._cache_key(protocol.CHAPTER.make("smoke", seed=1), "grid") != key
+    monkeypatch.setenv("REC_LIB_CPU_CAPABILITY", "default")
+    assert protocol._cache_key(s, "grid") != key
+    monkeypatch.delenv("REC_LIB_CPU_CAPABILITY")
+    monkeypatch.setenv("REC_LIB_THREADS", "4")
+    assert protocol._cache_key(s, "grid") != key
+
+
+def test_tasks_run_in_this_process_leave_the_callers_generators_alone():
+    """workers=1 runs the grid's tasks here; they seed globally, which must not reach the caller."""
+    seed_everything(3)
+    expected = float(torch.rand(1))
+    seed_everything(3)
+    protocol._run([(11,), (12,)], seed_everything, workers=1, desc="tasks")
+    assert float(torch.rand(1)) == expected

@@ -123,3 +123,21 @@ def test_plotting_helpers():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_isolated_globals_leaves_the_callers_generators_and_threads_as_they_were():
+    import random
+
+
+    from rec_lib.utils import isolated_globals, seed_everything, set_threads
+
+    seed_everything(5)
+    threads = torch.get_num_threads()
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    seed_everything(5)
+    with isolated_globals():
+        seed_everything(123)  # what a task run in this process does
+        set_threads(1)
+        torch.randn(100)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    assert torch.get_num_threads() == threads
