@@ -390,10 +390,11 @@ class MachineComparison:
     failures: list[str]
     drift: list[str]
     cells: int  # numeric table cells compared
+    atol: float = 5e-4  # the tolerance a table cell moved past to count in ``drift``
 
     def summary(self) -> str:
         moved = len(self.drift)
-        return f"{moved} of {self.cells} table cells moved by more than 5e-4" + (
+        return f"{moved} of {self.cells} table cells moved by more than {self.atol:g}" + (
             f" (e.g. {self.drift[0]})" if moved else "")
 
 
@@ -478,4 +479,4 @@ def compare_across_machines(a: dict[str, Any], b: dict[str, Any], atol: float = 
         fail.append(f"tables.{name}: present in only one ledger")
     for name in sorted((set(ta) & set(tb)) - {t for t in ta if _is_timing(t)}):
         cells += _table_drift(ta[name], tb[name], f"tables.{name}", atol, rtol, fail, drift)
-    return MachineComparison(fail, drift, cells)
+    return MachineComparison(fail, drift, cells, atol)

@@ -107,6 +107,7 @@ def test_across_machines_reports_table_cells_that_moved_and_fails_on_structure()
     found = compare_across_machines(a, b)
     assert found.failures == [] and found.cells == 3
     assert len(found.drift) == 2 and "2 of 3 table cells moved" in found.summary()
+    assert "more than 0.1" in compare_across_machines(a, b, atol=0.1).summary()
     b["tables"]["shown"]["data"][0][1] = "MeLON"
     b["tables"]["table1"]["index"] = ["A", "C"]
     fails = compare_across_machines(a, b).failures
