@@ -203,14 +203,17 @@ def benchmark_rotation(
     repeats: int = 5,
     warmup: int = 1,
     baseline: str | None = None,
-) -> "pd.DataFrame":  # noqa: F821
+    rounds: bool = False,
+):
     """Time callables in rotation (A, B, C, A, B, C, ...) and report medians and ratios.
 
     Rotation makes machine noise hit every candidate alike, so the *ratios* are
     meaningful on a shared, noisy machine even when absolute times are not.
 
     Returns a DataFrame indexed by name with ``median_s``, ``min_s``, ``max_s``,
-    ``n`` and, when ``baseline`` is given, ``speedup`` = baseline median / median.
+    ``n`` and, when ``baseline`` is given, ``speedup`` = baseline median / median;
+    with ``rounds=True`` also the seconds of every timed round (one column per
+    name, one row per round: the paired samples of :func:`rec_lib.evidence.ratio`).
     """
     import pandas as pd
 
@@ -238,7 +241,7 @@ def benchmark_rotation(
     df = pd.DataFrame.from_dict(rows, orient="index")
     if baseline is not None:
         df["speedup"] = df.loc[baseline, "median_s"] / df["median_s"]
-    return df
+    return (df, pd.DataFrame(samples)) if rounds else df
 
 
 # ------------------------------------------------------------------- atomic writes

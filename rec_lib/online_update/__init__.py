@@ -18,7 +18,8 @@ from rec_lib.online_update.experiment import (
     ABLATIONS, CHAPTER, PRESETS, RECOMMENDERS, STRATEGIES, Comparison, MelonSettings, load_stream, make_strategy,
     pretrain, run_comparison, select_on_warmup, time_strategies, trained_strategies_view, margin_over, BPR_ONLY,
     strategies_for, CONTROLS, DEFAULT_AT_MELON, meta_pretrain, select_passes, segment_runs, run_popularity,
-    load_drift_stream, paired, BIASED_STRATEGIES, run_drift, drift_rates, drift_decomposition,
+    load_drift_stream, paired, BIASED_STRATEGIES, run_drift, drift_rates, drift_decomposition, time_per_pair, head,
+    pairs_per_interaction,
 )
 from rec_lib.online_update.drift import (
     USER_TYPES, gradient_correlations, pair_groups, planted_drift_stream, rates_by_group, two_way_decomposition,
@@ -43,4 +44,5 @@ __all__ = [
     "segment_runs", "run_popularity", "load_drift_stream", "paired", "GlobalRate",
     "USER_TYPES", "gradient_correlations", "pair_groups", "planted_drift_stream", "rates_by_group",
     "two_way_decomposition", "BIASED_STRATEGIES", "run_drift", "drift_rates", "drift_decomposition",
+    "time_per_pair", "head", "pairs_per_interaction",
 ]

@@ -38,6 +38,7 @@ __all__ = [
     "time_strategies", "trained_strategies_view", "margin_over", "BPR_ONLY", "strategies_for",
     "CONTROLS", "meta_pretrain", "select_passes", "segment_runs", "run_popularity", "load_drift_stream",
     "paired", "DEFAULT_AT_MELON", "BIASED_STRATEGIES", "run_drift", "drift_rates", "drift_decomposition",
+    "time_per_pair", "head", "pairs_per_interaction",
 ]
 
 STRATEGIES = ("Default", "eALS", "MWNet", "MetaSGD", "S2Meta", "SML", "MeLON")
@@ -93,6 +94,9 @@ class MelonSettings(BaseSettings):
     sml_lr_grid: tuple[float, ...] = (3e-3, 1e-2, 3e-2)
     sml_outer_iters: int = 2
     timing_repeats: int = 10
+    sweep_dims: tuple[int, ...] = (8, 16, 32)  # NCF sizes d (tower (2d, d)) of the time-vs-pairs sweep
+    sweep_batches: tuple[int, ...] = (64, 128, 256)  # batch sizes n of the sweep (at most batch_size)
+    sweep_rounds: int = 4
     gap_steps: int = 200
     synthetic_users: int = 1000
     synthetic_items: int = 1000
@@ -106,7 +110,7 @@ class MelonSettings(BaseSettings):
             raise SettingsError(f"DATASET={self.dataset!r} is not a registered dataset nor {SYNTHETIC!r}; "
                                 f"choose from {sorted(allowed)}")
         for name in ("batch_size", "n_eval_neg", "n_neighbours", "n_seeds", "mf_dim", "ncf_dim", "pretrain_epochs",
-                     "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "gap_steps", "synthetic_users",
+                     "pretrain_batch", "melon_hidden", "melon_layers", "timing_repeats", "sweep_rounds", "gap_steps", "synthetic_users",
                      "synthetic_items", "synthetic_seeds", "sml_outer_iters", "drift_users", "drift_items",
                      "drift_max_interactions", "drift_batch", "drift_seeds"):
             if getattr(self, name) < 1:
@@ -132,6 +136,12 @@ class MelonSettings(BaseSettings):
             raise SettingsError(f"REPLAY_BATCHES must be None or >= 1, got {self.replay_batches}")
         if not self.meta_passes or min(self.meta_passes) < 0:
             raise SettingsError(f"META_PASSES must hold integers >= 0, got {self.meta_passes}")
+        if not self.sweep_dims or min(self.sweep_dims) < 1 or not self.sweep_batches or min(self.sweep_batches) < 1:
+            raise SettingsError(f"SWEEP_DIMS and SWEEP_BATCHES must hold integers >= 1, got {self.sweep_dims}, "
+                                f"{self.sweep_batches}")
+        if max(self.sweep_batches) > self.batch_size:
+            raise SettingsError(f"SWEEP_BATCHES cannot exceed BATCH_SIZE={self.batch_size} (the sweep takes the first "
+                                f"n interactions of test batches), got {self.sweep_batches}")
         if self.drift_max_interactions > self.drift_items:
             raise SettingsError("DRIFT_MAX_INTERACTIONS cannot exceed DRIFT_ITEMS")
         if self.sml_lr is not None and self.sml_lr <= 0:
@@ -151,7 +161,8 @@ class MelonSettings(BaseSettings):
 
 PRESETS = {
     "smoke": dict(max_interactions=10_000, n_seeds=2, pretrain_epochs=3, lr_grid=(0.1, 0.3), w_new_grid=(1.0, 2.0),
-                  mf_dim=16, ncf_dim=8, ncf_layers=(16, 8), timing_repeats=2, gap_steps=20, synthetic_users=200,
+                  mf_dim=16, ncf_dim=8, ncf_layers=(16, 8), timing_repeats=2, sweep_dims=(4, 8), sweep_batches=(32, 64), sweep_rounds=2,
+                  gap_steps=20, synthetic_users=200,
                   synthetic_items=400, synthetic_drift=(0.2,), synthetic_seeds=1, replay_batches=4,
                   meta_passes=(0, 1), meta_lr=1e-2, drift_users=150, drift_items=200, drift_max_interactions=60, drift_seeds=2),
     # meta_lr 1e-2: few meta-steps per strategy here against the official code's up to 100 epochs at 1e-3.
@@ -428,6 +439,8 @@ def run_comparison(settings: MelonSettings, device: torch.device | str = "cpu", 
                 rec = strat.rec
                 with sw("online"):
                     res = run_prequential(rec.rank, strat.step, stream)
+                if isinstance(strat, MetaStrategy):
+                    strat.drop_graph()  # kept strategies need not hold the last look-ahead's activations
                 n_batches = len(stream.batches("warmup")) + len(stream.batches("test"))
                 log = getattr(strat, "rate_log", [])
                 if log:
@@ -583,6 +596,65 @@ def time_strategies(comparison: Comparison, recommender: str, names: Sequence[st
     return df[["median_s", "min_s", "max_s", "n", "x Default"]]
 
 
+def pairs_per_interaction(rec: OnlineRecommender, batch) -> int:
+    """``M``: the parameters one interaction involves (its user, item and negative rows and every dense weight)."""
+    return int(sum(g[0].numel() for g in rec.per_sample(head(batch, 1)).grads.values()))
+
+
+def time_per_pair(settings: MelonSettings, stream: OnlineStream, device: torch.device | str = "cpu",
+                  n_batches: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seconds per online batch against the ``n x M`` (interaction, parameter) pairs MeLON rates (Table 4's law).
+
+    For every NCF size ``d`` of ``settings.sweep_dims`` (tower ``(2d, d)``)
+    and batch size ``n`` of ``settings.sweep_batches``: three strategies on
+    fresh copies of one NCF (initialised from ``settings.seed``; the values do
+    not change the cost) step through the first ``n`` interactions of
+    ``n_batches`` test batches, timed in rotation over ``settings.sweep_rounds``
+    rounds after one untimed round: Default, MeLON as implemented (the update
+    keeps its graph for the next meta-step) and MeLON recomputing the
+    look-ahead (``keep_graph=False``, the straightforward order of
+    :meth:`~.strategies.MetaStrategy.meta_step`). Both MeLONs take the same
+    steps from the same state, so ``identical`` checks that they end with
+    bitwise-equal recommender and meta-parameters.
+
+    Returns the table (one row per point: ``d``, ``n``, ``M``, ``pairs`` =
+    ``n M``, median seconds, the ratios) and the round times (long format:
+    ``d``, ``n``, ``round``, one column per strategy).
+    """
+    s = settings
+    test = [b for b in stream.batches("test") if len(b) >= max(s.sweep_batches)][:n_batches]
+    if not test:
+        raise ValueError(f"the stream has no test batch of {max(s.sweep_batches)} interactions for the sweep")
+    rows, rounds = [], []
+    for d in s.sweep_dims:
+        torch.manual_seed(s.seed)
+        rec0 = OnlineRecommender.build("NCF", stream.n_users, stream.n_items, d, (2 * d, d), device)
+        M = pairs_per_interaction(rec0, test[0])
+        for n in s.sweep_batches:
+            batches = [head(b, n) for b in test]
+            strats = {"Default": Default(0.1)}
+            for name, keep in (("MeLON", True), ("MeLON (recomputed)", False)):
+                strats[name] = MeLON(0.1, s.meta_lr, "2D", s.melon_hidden, s.melon_layers, s.max_ratio)
+                strats[name].keep_graph = keep
+            fns = {}
+            for name, strat in strats.items():
+                torch.manual_seed(s.seed)  # the meta-model is built when bound: both MeLONs start alike
+                strat.bind(rec0.clone(), stream)
+                it = iter(range(10**9))
+                fns[name] = lambda st=strat, it=it: st.step(batches[next(it) % len(batches)])
+            df, times = benchmark_rotation(fns, repeats=s.sweep_rounds, warmup=1, rounds=True)
+            a, b = strats["MeLON"], strats["MeLON (recomputed)"]
+            same = all(torch.equal(a.rec.params[k], b.rec.params[k]) for k in a.rec.params) and all(
+                torch.equal(x, y) for x, y in zip(a.meta_params, b.meta_params))
+            med = df["median_s"]
+            rows.append({"d": d, "n": n, "M": M, "pairs": n * M, "default_s": med["Default"],
+                         "melon_s": med["MeLON"], "recomputed_s": med["MeLON (recomputed)"],
+                         "x Default": med["MeLON"] / med["Default"],
+                         "graph speedup": med["MeLON (recomputed)"] / med["MeLON"], "identical": bool(same)})
+            rounds.append(times.assign(d=d, n=n, round=np.arange(len(times))))
+    return pd.DataFrame(rows), pd.concat(rounds, ignore_index=True)
+
+
 def _continue(strategy: UpdateStrategy, rec: OnlineRecommender, stream: OnlineStream) -> UpdateStrategy:
     """A deep copy of a trained strategy bound to a copy of its recommender (for timing)."""
     import copy
@@ -598,6 +670,15 @@ def _continue(strategy: UpdateStrategy, rec: OnlineRecommender, stream: OnlineSt
 
 
 # ------------------------------------------------------------------ Figure 4, ranks
+def head(batch, n: int):
+    """The first ``n`` interactions of ``batch`` (every per-interaction field cut alike)."""
+    from dataclasses import replace
+
+    return replace(batch, rows=batch.rows[:n],
+                   **{k: getattr(batch, k)[:n] for k in ("users", "items", "negatives", "timestamps", "candidates",
+                                                           "user_nbrs", "user_nbrs_mask", "item_nbrs", "item_nbrs_mask")})
+
+
 def trained_strategies_view(comparison: Comparison, recommender: str, n_interactions: int = 64
                             ) -> tuple[BatchView, dict[str, UpdateStrategy]]:
     """The first ``n_interactions`` of the last test batch that has that many, seen by MeLON's final recommender.
@@ -608,14 +689,8 @@ def trained_strategies_view(comparison: Comparison, recommender: str, n_interact
     seed = min(comparison.streams)
     test = comparison.streams[seed].batches("test")
     batch = next((b for b in reversed(test) if len(b) >= n_interactions), test[-1])
-    from dataclasses import replace
-
-    sub = replace(batch, rows=batch.rows[:n_interactions],
-                  **{k: getattr(batch, k)[:n_interactions] for k in
-                     ("users", "items", "negatives", "timestamps", "candidates", "user_nbrs", "user_nbrs_mask",
-                      "item_nbrs", "item_nbrs_mask")})
     _, rec = comparison.kept[(recommender, "MeLON")]
-    view = BatchView(rec, sub)
+    view = BatchView(rec, head(batch, n_interactions))
     strategies = {name: s for (kind, name), (s, _) in comparison.kept.items() if kind == recommender}
     return view, strategies
 

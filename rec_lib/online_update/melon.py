@@ -211,8 +211,7 @@ class MeLON(MetaStrategy):
 
     def _log(self, w: torch.Tensor) -> None:
         """Record the mean rate / eta of an applied update (not of a look-ahead replay)."""
-        if not torch.is_grad_enabled():
-            self.rate_log.append(float(w.mean()) / self.lr)
+        self.log_rate(w.detach().mean())
 
     def pair_rates(self, batch, params: Params | None = None) -> tuple[torch.Tensor, PerSample]:
         """The rate of every involved pair ``[n, M_local]`` (per-sample layout) and the per-sample gradients.

@@ -237,6 +237,8 @@ class MetaStrategy(UpdateStrategy):
     parameters, differentiable in the meta-parameters, in :meth:`look_ahead`.
     """
 
+    keep_graph = True  # False: apply the update without graph and recompute it at the next meta-step (slower, same numbers)
+
     def __init__(self, lr: float = 0.1, meta_lr: float = 1e-3):
         super().__init__(lr)
         if not meta_lr > 0:
@@ -244,7 +246,8 @@ class MetaStrategy(UpdateStrategy):
         self.meta_lr = float(meta_lr)
         self.meta_losses: list[float] = []
         self.rate_log: list[float] = []  # mean rate / eta of each update (where the strategy records it)
-        self._prev = None
+        self._prev = None  # (params, batch, cache, look-ahead with its graph) of the last update
+        self._applying = False  # True while step() computes the update it applies (not a replay)
 
     def build(self, rec: OnlineRecommender) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -279,11 +282,20 @@ class MetaStrategy(UpdateStrategy):
         return self
 
     def meta_step(self, batch) -> float | None:
-        """Update ``phi`` so the look-ahead update with the previous batch does well on ``batch``."""
+        """Update ``phi`` so the look-ahead update with the previous batch does well on ``batch``.
+
+        The look-ahead is the update :meth:`step` applied, kept with its
+        graph: ``phi`` has not changed since (the optimiser steps only here),
+        so differentiating it gives the meta-gradient of recomputing it, in
+        one forward pass fewer. A copy of the strategy carries no graph
+        (:meth:`__getstate__`) and recomputes the look-ahead once.
+        """
         if self._prev is None:
             return None
-        params, prev_batch, cache = self._prev
-        loss = self.rec.batch_loss(self.look_ahead(params, prev_batch, cache), batch)
+        params, prev_batch, cache, ahead = self._prev
+        if ahead is None:
+            ahead = self.look_ahead(params, prev_batch, cache)
+        loss = self.rec.batch_loss(ahead, batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -295,10 +307,33 @@ class MetaStrategy(UpdateStrategy):
         self.meta_step(batch)
         params = rec.snapshot()
         cache = self.prepare(params, batch)
-        with torch.no_grad():
-            rec.load(self.look_ahead(params, batch, cache))
+        self._applying = True
+        try:
+            with torch.set_grad_enabled(self.keep_graph):
+                ahead = self.look_ahead(params, batch, cache)
+        finally:
+            self._applying = False
+        rec.load(ahead)
         self.after_update(cache)
-        self._prev = (params, batch, cache)
+        self._prev = (params, batch, cache, ahead if self.keep_graph else None)
+
+    def log_rate(self, mean_rate: torch.Tensor | float) -> None:
+        """Record the mean rate / eta of the update :meth:`step` applies (not of a replayed look-ahead)."""
+        if self._applying:
+            self.rate_log.append(float(mean_rate) / self.lr)
+
+    def drop_graph(self) -> None:
+        """Free the kept look-ahead graph (after the stream's last batch); the next meta-step recomputes it."""
+        if self._prev is not None:
+            self._prev = (*self._prev[:3], None)
+
+    def __getstate__(self) -> dict:
+        """Copies drop the kept look-ahead graph (tensors inside a graph cannot be copied)."""
+        state = self.__dict__.copy()
+        if state.get("_prev") is not None:
+            params, batch, cache, _ = state["_prev"]
+            state["_prev"] = (params, batch, cache, None)
+        return state
 
 
 class MWNet(MetaStrategy):
@@ -389,8 +424,7 @@ class GlobalRate(MetaStrategy):
 
     def look_ahead(self, params, batch, cache) -> Params:
         a = self.log_alpha.exp()
-        if not torch.is_grad_enabled():
-            self.rate_log.append(float(a) / self.lr)
+        self.log_rate(a.detach())
         return self.rec.apply_full(params, {k: -a * g for k, g in cache["g"].items()})
 
     def learning_rate_matrix(self, view) -> torch.Tensor:

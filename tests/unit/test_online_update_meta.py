@@ -218,3 +218,88 @@ def test_new_settings_are_validated():
         with pytest.raises(SettingsError):
             CHAPTER.make("smoke", **bad)
     assert DEFAULT_AT_MELON in CHAPTER.make("tutorial").controls
+
+
+# ------------------------------------------------- kept look-ahead graph, time sweep
+def _stepped(stream, name, keep, n_steps=5, kind="NCF"):
+    from rec_lib.online_update import make_strategy
+
+    s = CHAPTER.make("smoke")
+    strat = make_strategy(name, s, lr=0.1)
+    strat.keep_graph = keep
+    torch.manual_seed(3)
+    strat.bind(_rec(stream, kind), stream)
+    for b in stream.batches("test")[:n_steps]:
+        strat.step(b)
+    return strat
+
+
+@pytest.mark.parametrize("name", ["MeLON", "MeLON-code", "MeLON_P", "MeLON_I", "MetaSGD", "S2Meta", "MWNet",
+                                  "Global rate"])
+def test_kept_graph_gives_the_same_numbers_as_recomputing(stream, name):
+    a, b = _stepped(stream, name, True), _stepped(stream, name, False)
+    assert a._prev[3] is not None and b._prev[3] is None  # the graph is kept only when asked
+    assert all(torch.equal(a.rec.params[k], b.rec.params[k]) for k in a.rec.params)
+    assert all(torch.equal(x, y) for x, y in zip(a.meta_params, b.meta_params))
+    assert a.meta_losses == b.meta_losses and len(a.meta_losses) == 4
+    assert a.rate_log == b.rate_log  # the applied updates only, whichever order
+
+
+def test_copies_drop_the_graph_and_continue_alike(stream):
+    import copy
+
+    a = _stepped(stream, "MeLON", True)
+    twin = copy.deepcopy(a)  # a graph cannot be deep-copied: the copy recomputes the look-ahead once
+    assert twin._prev[3] is None and a._prev[3] is not None
+    nxt = stream.batches("test")[5]
+    a.step(nxt)
+    twin.step(nxt)
+    assert all(torch.equal(a.rec.params[k], twin.rec.params[k]) for k in a.rec.params)
+    a.drop_graph()
+    assert a._prev[3] is None and len(a._prev) == 4
+
+
+def test_rate_log_skips_replays(stream):
+    a = _stepped(stream, "Global rate", True, n_steps=3)
+    assert len(a.rate_log) == 3
+    params, batch, cache, _ = a._prev
+    a.look_ahead(params, batch, cache)  # a replay outside step() is not an applied update
+    assert len(a.rate_log) == 3
+
+
+def test_head_and_pairs_per_interaction(stream):
+    from rec_lib.online_update import head, pairs_per_interaction
+
+    b = stream.batches("test")[0]
+    h = head(b, 3)
+    assert len(h) == 3 and len(h.rows) == 3 and torch.equal(h.item_nbrs, b.item_nbrs[:3])
+    mf = OnlineRecommender.build("BPR", stream.n_users, stream.n_items, dim=8)
+    assert pairs_per_interaction(mf, b) == 3 * 8  # a user row, the item's and the negative's
+    ncf = OnlineRecommender.build("NCF", stream.n_users, stream.n_items, dim=8, layers=(8, 4))
+    dense = sum(p.numel() for k, p in ncf.params.items() if k in ncf.dense)
+    assert pairs_per_interaction(ncf, b) == 3 * 2 * 8 + dense  # GMF and MLP tables, every dense weight
+
+
+def test_time_per_pair_table_and_rounds(stream):
+    from dataclasses import replace
+
+    from rec_lib.online_update import time_per_pair
+
+    s = replace(CHAPTER.make("smoke"), sweep_dims=(2, 4), sweep_batches=(8, 16), sweep_rounds=2)
+    table, rounds = time_per_pair(s, stream, n_batches=2)
+    assert len(table) == 4 and list(table["n"]) == [8, 16, 8, 16]
+    assert (table["pairs"] == table["n"] * table["M"]).all() and table["M"].iloc[2] > table["M"].iloc[0]
+    assert table["identical"].all()  # both MeLONs end bitwise equal
+    assert (table[["default_s", "melon_s", "recomputed_s"]] > 0).all().all()
+    assert len(rounds) == 4 * 2 and {"Default", "MeLON", "MeLON (recomputed)", "d", "n", "round"} <= set(rounds)
+    with pytest.raises(ValueError, match="no test batch"):
+        time_per_pair(replace(s, sweep_batches=(10**6,)), stream)
+
+
+def test_sweep_settings_are_validated():
+    from rec_lib.config import SettingsError
+
+    with pytest.raises(SettingsError, match="SWEEP_BATCHES cannot exceed BATCH_SIZE"):
+        CHAPTER.make("smoke", batch_size=64, sweep_batches=(128,))
+    with pytest.raises(SettingsError, match="SWEEP_DIMS"):
+        CHAPTER.make("smoke", sweep_dims=(0,))

@@ -47,6 +47,10 @@ def test_stopwatch_and_rotation():
                                    "fast": lambda: calls.append("f")}, repeats=3, warmup=1, baseline="slow")
     assert calls == ["s", "f"] * 4  # rotation: A, B, A, B, ...
     assert df.loc["fast", "speedup"] > 1 and df.loc["slow", "speedup"] == pytest.approx(1.0)
+    df2, rounds = utils.benchmark_rotation({"a": lambda: time.sleep(0.001), "b": lambda: None}, repeats=3,
+                                           warmup=0, rounds=True)
+    assert list(rounds.columns) == ["a", "b"] and len(rounds) == 3 and (rounds["a"] >= 0.001).all()
+    assert df2.loc["a", "median_s"] == pytest.approx(rounds["a"].median())
     with pytest.raises(ValueError):
         utils.benchmark_rotation({}, repeats=1)
     with pytest.raises(ValueError, match="baseline"):
