@@ -72,7 +72,7 @@ class TTSSettings(BaseSettings):
     min_epochs: int = 3
     t_star: int = -1
     t_star_plus: int = -1
-    t_star_grid: tuple[int, ...] = (160, 320)
+    t_star_grid: tuple[int, ...] = (160, 320, 640)  # 640 on ML-100K: one training history is longer
     plus_grid: bool = False
     n_seeds: int = 3
     test_rows: int = 0  # > 0: rank a random subset of the test interactions (paper scale)
