@@ -47,9 +47,13 @@ def test_timings_and_claims(led):
         assert (t["median_s"] > 0).all()
     claims = {c["id"]: c for c in led["claims"]}
     checks = {i for i, c in claims.items() if c["kind"] == "check"}
-    assert {"lemma1", "lemma2", "theorem3", "melon-rank", "rates-in-range", "melon-time-affordable"} <= checks
-    for i in ("lemma1", "lemma2", "theorem3", "rates-in-range"):
+    assert {"lemma1", "lemma2", "theorem3", "melon-rank", "rates-in-range", "melon-kept-graph-identical"} <= checks
+    for i in ("lemma1", "lemma2", "theorem3", "rates-in-range", "melon-kept-graph-identical"):
         assert claims[i]["verdict"] == "passes", i
+    sweep = led["tables"]["table4_sweep"]  # the time-vs-pairs sweep: one row per (d, n), pairs = n M
+    assert len(sweep) == 4 and (sweep["pairs"] == sweep["n"] * sweep["M"]).all() and sweep["identical"].all()
+    assert claims["melon-time-budget"]["kind"] == "ratio" and claims["melon-time-pairs"]["kind"] == "trend"
+    assert claims["melon-time-pairs"]["n"] == len(sweep)
     roles = {c["role"] for c in claims.values()}
     assert {"headline", "mechanism", "control", "check"} <= roles
     for i in ("melon-beats-default-BPR", "melon-best-NCF", "drift-fast-user-rates", "control-alike-halves",
