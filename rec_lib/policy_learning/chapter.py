@@ -62,12 +62,12 @@ class PolicySettings(BaseSettings):
     regime_items: int = 50_000
     regime_clusters: int = 1500
     regime_spread: float = 0.1
-    control_items: int = 3000
+    control_items: int = 500
     control_spread: float = 0.35
-    regime_users: int = 3400
+    regime_users: int = 3800
     regime_dim: int = 16
     regime_epochs: int = 10
-    regime_lr: float = 1e-2
+    regime_lrs: tuple[float, ...] = (1e-2, 3e-2, 1e-1, 3e-1)
     regime_batch: int = 64
     regime_samples: int = 200
     regime_top_k: int = 128
@@ -97,6 +97,8 @@ class PolicySettings(BaseSettings):
             v = self.epsilon if name == "epsilon" else self.epsilons[int(name[9:-1])]
             if not 0.0 <= v <= 1.0:
                 raise SettingsError(f"{name.upper()} must lie in [0, 1], got {v}")
+        if not self.regime_lrs or min(self.regime_lrs) <= 0:
+            raise SettingsError(f"REGIME_LRS must be a non-empty tuple of rates > 0, got {self.regime_lrs}")
         if self.lr <= 0 or self.second_lr <= 0:
             raise SettingsError(f"LR and SECOND_LR must be > 0, got {self.lr}, {self.second_lr}")
         if not self.epsilons or not self.k_values or not self.s_values or not self.bench_sizes or not self.bench_dims:
@@ -123,7 +125,7 @@ PRESETS = {
                   bench_sizes=(2000, 5000, 10_000), bench_dims=(8, 16, 32), bench_dim=16, bench_dims_items=5000,
                   bench_hnsw_max=5000, bench_repeats=3, grad_repeats=5, ope_repeats=2, dim=16,
                   map_sizes=(1000, 5000, 20_000), map_temperatures=(1.0, 4.0, 16.0), map_repeats=4,
-                  regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2,
+                  regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2, regime_lrs=(3e-2, 1e-1),
                   regime_samples=100, regime_top_k=32, bias_repeats=6),
     "tutorial": {},
     "paper": dict(dataset="twitch", second_dataset="goodreads", dim=1000, lr=1e-4, second_lr=5e-5, epochs=50,

@@ -110,7 +110,7 @@ class Runner:
         res = train_policy(self.problem, est, st.epochs, self.lr, st.batch_size, seed=st.seed * 1000 + seed,
                            device=self.device, init=st.init, desc=f"{self.problem.name}: {kind}")
         self.index.set_ef_search(st.ef_search)
-        from rec_lib.policy_learning.regime import argmax_hits
+        from rec_lib.policy_learning.regime import argmax_hits, effective_support
 
         x_test, r_test = self.problem.contexts["test"].to(self.device), self.problem.rewards["test"].to(self.device)
         hit_true = argmax_hits(res.policy, x_test, r_test)
@@ -118,6 +118,7 @@ class Runner:
         final = {"kind": kind, "seed": seed, "S": S, "epsilon": epsilon, "K": K, "refresh": refresh, "ef_search": ef,
                  "test_true": float(hit_true.mean()),
                  "test_index": float(hit_index.mean()),
+                 "support": float(np.median(effective_support(res.policy, x_test))),
                  "train_final": float(res.history.train_reward.iloc[-1]),
                  "val_final": float(res.history.val_reward.iloc[-1]),
                  "step_ms": 1e3 * float(np.median(res.step_seconds)) if res.step_seconds else float("nan"),

@@ -12,6 +12,8 @@
   items then rarely hits the policy's mass).
 - :func:`regime_problem`: the session-completion task on a planted catalogue
   with chosen cluster count and spread and enough users for >= 1,000 test users.
+- :func:`select_lr`: each configuration's learning rate, chosen on the
+  validation users (never the test users) from a grid.
 - :func:`compare_training`: trains each configuration with several seeds and
   returns per-user test hits (exact and index argmax), so claims are paired
   per test user.
@@ -31,7 +33,7 @@ from rec_lib.policy_learning.index import HNSWIndex, topk_recall
 from rec_lib.policy_learning.policy import exact_topk
 from rec_lib.policy_learning.protocol import SessionProblem, session_completion, train_policy
 
-__all__ = ["gradient_map", "regime_problem", "argmax_hits", "compare_training", "bias_statistics",
+__all__ = ["gradient_map", "regime_problem", "argmax_hits", "effective_support", "select_lr", "compare_training", "bias_statistics",
            "per_user_difference"]
 
 
@@ -142,24 +144,74 @@ def argmax_hits(policy, x: torch.Tensor, reward, index=None, batch_size: int = 1
     return torch.cat(hits).numpy().astype(float)
 
 
-def compare_training(problem: SessionProblem, configs: dict[str, object], seeds: int, epochs: int, lr: float,
-                     batch_size: int, index=None, init: str = "default", base_seed: int = 0):
+@torch.no_grad()
+def effective_support(policy, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """Per context, the policy's effective support :math:`1/\\sum_a \\pi_\\theta(a|x)^2` (1: one item; P: uniform).
+
+    Dense over the catalogue in batches of ``batch_size`` contexts (``O(B P)`` memory per batch).
+    """
+    out = []
+    for s in range(0, len(x), batch_size):
+        pi = torch.softmax(policy.scores(policy.user_embedding(x[s : s + batch_size])), dim=1)
+        out.append((1.0 / pi.pow(2).sum(1)).cpu())
+    return torch.cat(out).numpy().astype(float)
+
+
+def select_lr(problem: SessionProblem, configs: dict[str, object], lrs, epochs: int, batch_size: int,
+              init: str = "default", base_seed: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
+    """Each configuration's learning rate: the one of ``lrs`` with the best final validation reward.
+
+    One run per (label, lr) with the first seed of :func:`compare_training`
+    (``base_seed * 1000``); ties go to the smaller rate. Only the validation
+    users are read. Returns ``(best, table)``: ``best[label]`` the chosen
+    rate, ``table`` one row per run (``method``, ``lr``, ``val_final``,
+    ``train_final``).
+    """
+    lrs = sorted(float(v) for v in lrs)
+    if not lrs or lrs[0] <= 0:
+        raise ValueError(f"need at least one learning rate, all > 0, got {lrs}")
+    rows = []
+    for label, make in configs.items():
+        for lr in lrs:
+            res = train_policy(problem, make(), epochs, lr, batch_size, seed=base_seed * 1000, init=init,
+                               desc=f"{problem.name}: {label}, lr {lr:g}")
+            h = res.history.iloc[-1]
+            rows.append({"method": label, "lr": lr, "val_final": float(h.val_reward),
+                         "train_final": float(h.train_reward)})
+    table = pd.DataFrame(rows)
+    best = {m: float(g.lr.iloc[int(np.argmax(g.val_final.to_numpy()))]) for m, g in table.groupby("method", sort=False)}
+    return best, table
+
+
+def compare_training(problem: SessionProblem, configs: dict[str, object], seeds: int, epochs: int,
+                     lr: float | dict[str, float], batch_size: int, index=None, init: str = "default",
+                     base_seed: int = 0):
     """Train each ``configs[label]`` (a zero-argument estimator factory) with ``seeds`` seeds.
 
-    Returns ``(finals, hits, history)``: ``finals`` one row per run (label,
-    seed, final training and validation reward, test reward by exact and by
-    index argmax, median step ms); ``hits`` one row per (label, seed, test
-    user) with ``hit_exact`` and ``hit_index``; ``history`` the per-epoch curves.
+    ``lr`` is one learning rate for all, or one per label (e.g. from
+    :func:`select_lr`). Returns ``(finals, hits, history)``: ``finals`` one
+    row per run (label, seed, learning rate, the trained policy's median
+    effective support on the test contexts (:func:`effective_support`),
+    final training and validation reward, test reward by exact and by index
+    argmax, median step ms);
+    ``hits`` one row per (label, seed, test user) with ``hit_exact`` and
+    ``hit_index``; ``history`` the per-epoch curves.
     """
+    rates = lr if isinstance(lr, dict) else {label: lr for label in configs}
+    missing = [label for label in configs if label not in rates]
+    if missing:
+        raise ValueError(f"no learning rate for {missing}: give one per configuration or a single float")
     x_test, r_test = problem.contexts["test"], problem.rewards["test"]
     finals, hits, hist = [], [], []
     for label, make in configs.items():
         for s in range(seeds):
-            res = train_policy(problem, make(), epochs, lr, batch_size, seed=base_seed * 1000 + s, init=init,
-                               desc=f"{problem.name}: {label}")
+            res = train_policy(problem, make(), epochs, rates[label], batch_size, seed=base_seed * 1000 + s,
+                               init=init, desc=f"{problem.name}: {label}")
             he = argmax_hits(res.policy, x_test, r_test)
             hi = argmax_hits(res.policy, x_test, r_test, index=index) if index is not None else he
-            finals.append({"method": label, "seed": s, "train_final": float(res.history.train_reward.iloc[-1]),
+            finals.append({"method": label, "seed": s, "lr": float(rates[label]),
+                           "support": float(np.median(effective_support(res.policy, x_test))),
+                           "train_final": float(res.history.train_reward.iloc[-1]),
                            "val_final": float(res.history.val_reward.iloc[-1]), "test_exact": float(he.mean()),
                            "test_index": float(hi.mean()),
                            "step_ms": 1e3 * float(np.median(res.step_seconds)) if res.step_seconds else np.nan})

@@ -7,8 +7,8 @@ CHAPTER = "fast_offline_policy"
 CLAIMS = {"speedup-1e6", "reinforce-cost-linear", "mixture-cost-sublinear", "speedup-L", "uniform-breaks",
           "mixture-beats-uniform-gradient", "regime-train", "regime-test", "control-test", "uniform-not-best",
           "as-good-as-reinforce", "equal-time", "larger-S", "robust-K", "index-params", "index-argmax",
-          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias"}
-CHECKS = {"covariance", "index-recall-1e6"}
+          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias", "uniform-train-lags"}
+CHECKS = {"covariance", "index-recall-1e6", "regime-peaked"}
 
 
 def test_ledger_typed_claims_roles_and_identity(smoke_run):
@@ -71,6 +71,11 @@ def test_regime_control_and_gradient_map(smoke_run):
     for key in ("regime", "control"):
         fin = led["tables"][f"regime_final_{key}"]
         assert set(fin.method) == {"mixture", "uniform"} and len(fin) == 2 * s["seeds"]
+        assert ((fin.support >= 1) & (fin.support <= s[f"{key}_items"])).all()
+        sel = led["tables"][f"regime_lr_selection_{key}"]  # one validation run per (proposal, rate)
+        assert len(sel) == 2 * len(s["regime_lrs"]) and set(sel.lr) == set(s["regime_lrs"])
+        for m, g in sel.groupby("method"):  # the rate trained with is the validation's best
+            assert (fin[fin.method == m].lr == g.lr.iloc[g.val_final.to_numpy().argmax()]).all()
     probs = led["tables"]["regime_problems"].set_index("index")
     assert probs.loc["regime", "items"] == s["regime_items"] and probs.loc["control", "items"] == s["control_items"]
     gmap = led["tables"]["gradient_map"]

@@ -592,6 +592,7 @@ def test_gradient_check_and_runner(data_tmp):
     runner.grid({"again": dict(kind="uniform")})
     assert len(runner.runs) == 3  # cached, not retrained
     assert fin.searched_share.iloc[1] == pytest.approx(1.0)
+    assert ((fin.support >= 1) & (fin.support <= prob.n_items)).all()  # the trained policy's effective support
 
 
 def test_randomized_svd_matches_arpack():
@@ -681,6 +682,37 @@ def test_regime_training_per_user_hits_and_bias_statistics(data_tmp):
     assert len(b) == 10 and (b.err2 >= 0).all()
     # the U-statistic: mean(u) = (|sum d|^2 - sum |d|^2) / (R (R - 1)) / |g|^2 <= mean(err2)
     assert b.groupby("estimator").u.mean().le(b.groupby("estimator").err2.mean()).all()
+
+
+def test_effective_support_is_one_for_a_peaked_policy_and_p_for_a_flat_one():
+    from rec_lib.policy_learning import regime
+
+    beta = torch.eye(5)
+    x = torch.tensor([[0.0] * 5, [60.0, 0, 0, 0, 0]])
+    s = regime.effective_support(SoftmaxPolicy(beta, init="identity"), x, batch_size=1)
+    assert s == pytest.approx([5.0, 1.0], abs=1e-6)
+
+
+def test_select_lr_reads_validation_and_compare_training_takes_one_rate_per_label(data_tmp):
+    from rec_lib.policy_learning import regime
+
+    prob = regime.regime_problem(600, 6, 120, n_clusters=20, cluster_spread=0.1, seed=0)
+    cfg = {"m": lambda: SNIS(20, 0.5, 16, ExactIndex(prob.beta)), "u": lambda: SNIS(20, 1.0)}
+    best, table = regime.select_lr(prob, cfg, [0.1, 1e-3], epochs=1, batch_size=16)
+    assert len(table) == 4 and list(table.lr.unique()) == [1e-3, 0.1]  # sorted, one run per (label, lr)
+    for m, g in table.groupby("method"):
+        assert best[m] == g.lr.iloc[int(np.argmax(g.val_final.to_numpy()))]
+    # a run's validation reward is what train_policy reports for that rate and the first seed
+    one = train_policy(prob, SNIS(20, 1.0), 1, 0.1, 16, seed=0, init="default")
+    got = table[(table.method == "u") & (table.lr == 0.1)].val_final.item()
+    assert got == pytest.approx(float(one.history.val_reward.iloc[-1]))
+    fin, _, _ = regime.compare_training(prob, cfg, seeds=1, epochs=1, lr={"m": 0.1, "u": 1e-3}, batch_size=16)
+    assert fin.set_index("method").lr.to_dict() == {"m": 0.1, "u": 1e-3}
+    assert ((fin.support >= 1) & (fin.support <= prob.n_items)).all()
+    with pytest.raises(ValueError, match="no learning rate"):
+        regime.compare_training(prob, cfg, seeds=1, epochs=1, lr={"m": 0.1}, batch_size=16)
+    with pytest.raises(ValueError, match="learning rate"):
+        regime.select_lr(prob, cfg, [], epochs=1, batch_size=16)
 
 
 def test_step_time_rounds_and_equal_time_epochs(data_tmp):
