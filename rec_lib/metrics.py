@@ -28,6 +28,7 @@ __all__ = [
     "ndcg_at_k",
     "ranking_metrics",
     "weighted_mean",
+    "rowwise_spearman",
 ]
 
 
@@ -156,6 +157,25 @@ def weighted_mean(per_group: Mapping[object, Mapping[str, float]], weights: Mapp
         raise ValueError("weights must be non-negative with a positive sum")
     names = per_group[keys[0]].keys()
     return {m: float(np.dot(w, [per_group[k][m] for k in keys]) / w.sum()) for m in names}
+
+
+def _row_ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks (0 .. n-1) within each row, ties broken by position."""
+    return x.argsort(dim=-1).argsort(dim=-1).double()
+
+
+def rowwise_spearman(a, b) -> torch.Tensor:
+    """Spearman's rank correlation of each row of ``a`` ``[n, m]`` with the same row of ``b`` ``[n, m]`` (or with
+    ``b`` ``[m]`` for every row): the Pearson correlation of the within-row ranks, ties broken by position.
+
+    Returns ``[n]`` (float64). A constant row has no defined correlation; its ranks are its positions.
+    """
+    a, b = _as_tensor(a), _as_tensor(b)
+    if a.ndim != 2 or b.shape[-1] != a.shape[1] or b.ndim > 2 or (b.ndim == 2 and b.shape[0] != a.shape[0]):
+        raise ValueError(f"need a [n, m] and b [n, m] or [m], got {tuple(a.shape)} and {tuple(b.shape)}")
+    ra, rb = _row_ranks(a.cpu()), _row_ranks(b.cpu()).expand(a.shape[0], -1)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1) + 1e-12)
 
 
 def _check_k(k: int) -> None:

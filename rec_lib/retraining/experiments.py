@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rec_lib.data import Interactions
 from rec_lib.data.synthetic import drifting_stream
 from rec_lib.metrics import ranking_metrics
 from rec_lib.retraining.chapter import SMLSettings
@@ -448,17 +449,35 @@ def returning_stream(settings: SMLSettings, long_term_weight: float, seed: int) 
     falls after the initial periods are dropped and the rest cut again,
     until none is left (so no test user is new, and drift is the only change).
     """
-    data = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
-                           max_interactions=settings.stream_max, long_term_weight=long_term_weight, seed=seed)
-    proto = settings.mech_protocol()
+    original = drifting_stream(n_users=settings.stream_users, n_items=settings.stream_items,
+                               max_interactions=settings.stream_max, long_term_weight=long_term_weight, seed=seed)
+    proto, data = settings.mech_protocol(), original
     for _ in range(10):
         stream = make_stream(data, proto)
         first_u, _ = stream.first_periods()
         late = first_u[stream.data.users] >= proto.init_end
         if not late.any():
+            stream.data.ground_truth["row_state"] = row_states(original, stream.data)
             return stream
         data = stream.data.subset(np.flatnonzero(~late))
     raise RuntimeError("could not make a stream of returning users only")
+
+
+def row_states(original: Interactions, data: Interactions) -> np.ndarray:
+    """The generator's state :math:`q_u(t)` of each row of ``data``, a filtered copy of the generated ``original``.
+
+    Rows are matched on the original user and item ids (a generated user
+    never repeats an item); ``original.ground_truth["state"]`` is aligned
+    with ``original``'s rows.
+    """
+    n = int(max(original.item_ids.max(), data.item_ids.max())) + 1
+    key = original.user_ids[original.users].astype(np.int64) * n + original.item_ids[original.items]
+    order = np.argsort(key, kind="stable")
+    want = data.user_ids[data.users].astype(np.int64) * n + data.item_ids[data.items]
+    pos = order[np.searchsorted(key, want, sorter=order)]
+    if not np.array_equal(key[pos], want):
+        raise ValueError("some rows of data are not rows of the original stream")
+    return original.ground_truth["state"][pos]
 
 
 def run_mechanism(settings: SMLSettings, weights: Sequence[float], seeds: Sequence[int], device="cpu",
@@ -481,6 +500,20 @@ def run_mechanism(settings: SMLSettings, weights: Sequence[float], seeds: Sequen
     flat.sort(key=lambda j: j.names[0] not in ("SML", "SML-N"))  # the longest jobs first: the workers end together
     done = dict(zip(map(id, flat), _map(_run_job, flat, workers)))
     return {key: _collect(streams[key], methods, [done[id(j)] for j in js]) for key, js in jobs.items()}
+
+
+def true_state_runs(mech: dict[tuple[float, int], Comparison]) -> pd.DataFrame:
+    """One row per (w, seed, method): the mean over test periods of the ``true_spearman`` probe
+    (:meth:`rec_lib.retraining.strategies._ColdStartProbe.record_true_state`), for the strategies that record it."""
+    rows = []
+    for (w, _), comp in mech.items():
+        test = set(comp.stream.test_periods)
+        for (m, seed), res in comp.results.items():
+            vals = [v["true_spearman"] for t, v in res.probe.items() if t in test and "true_spearman" in v]
+            if vals:
+                rows.append({"w": w, "seed": seed, "method": m, "true_spearman": float(np.mean(vals)),
+                             "periods": len(vals)})
+    return pd.DataFrame(rows)
 
 
 def filter_shift(updater) -> pd.DataFrame:

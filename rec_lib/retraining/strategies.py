@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from rec_lib.data.sampling import SeenItems
-from rec_lib.metrics import rank_in_catalogue
+from rec_lib.metrics import rank_in_catalogue, rowwise_spearman
 from rec_lib.models import MF, BiasedMF, Caser, GRU4Rec, Popularity, fit_caser, fit_next_item, fit_pairs
 from rec_lib.models.mf import mf_score
 from rec_lib.data.splits import user_sequences
@@ -116,11 +116,6 @@ def pretrain_mf(history: History, cfg: MFConfig, seeds: Seeds, device: torch.dev
     return model
 
 
-def _ranks_rows(x: torch.Tensor) -> torch.Tensor:
-    """Ranks (0 .. n-1) within each row, ties broken by position."""
-    return x.argsort(dim=1).argsort(dim=1).double()
-
-
 @torch.no_grad()
 def cold_start_stats(user_rows: torch.Tensor | None, scores: torch.Tensor, popularity: np.ndarray) -> dict[str, float]:
     """How a model treats users it has never seen: how alike their rows are, how popular their picks.
@@ -141,10 +136,7 @@ def cold_start_stats(user_rows: torch.Tensor | None, scores: torch.Tensor, popul
         c = u @ u.T
         out["cosine"] = float((c.sum() - c.diagonal().sum()) / (n * (n - 1)))
     pop = torch.as_tensor(popularity, dtype=torch.float64)
-    rp = _ranks_rows((pop + 1e-9 * torch.arange(len(pop))).unsqueeze(0))[0]  # ties broken by id
-    rs = _ranks_rows(scores.double().cpu())
-    rp, rs = rp - rp.mean(), rs - rs.mean(1, keepdim=True)
-    rho = (rs @ rp) / (rs.norm(dim=1) * rp.norm() + 1e-12)
+    rho = rowwise_spearman(scores.double().cpu(), pop + 1e-9 * torch.arange(len(pop)))  # ties broken by id
     out["spearman_pop"] = float(rho.mean())
     return out
 
@@ -168,7 +160,32 @@ class _ColdStartProbe:
         new = np.unique(users_next[first_u[users_next] == t + 1])
         pop = np.bincount(stream.arrays_upto(t)[1], minlength=stream.data.n_items)
         rows, scores = self._rows_and_scores(torch.as_tensor(new, dtype=torch.long))
-        self.__dict__.setdefault("probe", {})[t + 1] = cold_start_stats(rows, scores, pop)
+        self.__dict__.setdefault("probe", {}).setdefault(t + 1, {}).update(cold_start_stats(rows, scores, pop))
+
+
+    def record_true_state(self, history: History) -> None:
+        """On a stream with a known generator, how well the served scores follow each user's true affinity.
+
+        After retraining at ``t``, for the users of ``t + 1`` (a tested
+        period): the Spearman correlation of their served scores of every
+        item with :math:`q_u^\\top v_i + b_i`, :math:`q_u` the generator's
+        state at the user's first interaction of ``t + 1`` (the state the
+        next recommendation should serve). Needs ``ground_truth["row_state"]``
+        (:func:`rec_lib.retraining.experiments.returning_stream` attaches it);
+        a measurement only, nothing is trained on it. Stored as
+        ``probe[t + 1]["true_spearman"]``.
+        """
+        stream, t = history.stream, history.t
+        gt = stream.data.ground_truth or {}
+        if "row_state" not in gt or t + 1 >= stream.n_periods or t + 1 < stream.protocol.val_start:
+            return
+        rows = np.arange(stream.bounds[t + 1], stream.bounds[t + 2])
+        users, first = np.unique(stream.data.users[rows], return_index=True)
+        ids = stream.data.item_ids
+        true = gt["row_state"][rows[first]] @ gt["item_vectors"][ids].T + gt["item_bias"][ids]
+        _, scores = self._rows_and_scores(torch.as_tensor(users, dtype=torch.long))
+        rho = rowwise_spearman(scores.double().cpu(), torch.as_tensor(true, dtype=torch.float64))
+        self.__dict__.setdefault("probe", {}).setdefault(t + 1, {})["true_spearman"] = float(rho.mean())
 
 
 class MFStrategy(_ColdStartProbe):
@@ -193,6 +210,7 @@ class MFStrategy(_ColdStartProbe):
                   weight_decay=self.cfg.weight_decay, batch_size=self.cfg.batch_size, n_neg=self.cfg.n_neg,
                   device=self.device, desc=self.name)
         self.record_cold_start(history)
+        self.record_true_state(history)
 
     @torch.no_grad()
     def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -342,6 +360,7 @@ class BiasedMFRetrain(MFStrategy):
     def update(self, history: History) -> None:
         self._fit(history, self.cfg.epochs)
         self.record_cold_start(history)
+        self.record_true_state(history)
 
     @torch.no_grad()
     def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -385,6 +404,7 @@ class SMLRetrain(_ColdStartProbe):
         self.updater.seen = history.seen
         self.updater.update(*history.period(history.t))
         self.record_cold_start(history)
+        self.record_true_state(history)
 
     @torch.no_grad()
     def _rows_and_scores(self, users: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -8,6 +8,7 @@ CLAIMS = {"sml-vs-full", "sml-vs-finetune", "sml-vs-spmf", "sml-vs-caser", "sml-
           "sml-vs-pop-new", "sml-vs-biasedmf-new", "gains-new-users", "cold-rows-alike", "cold-rows-popular",
           "smls-vs-finetune", "sml-n-worse", "sml-fp-worse", "sml-fc-worse", "sml-cnn-worse", "sml-s-worse",
           "time-flat", "speedup-grows", "speedup", "mech-sml-ge-best-drift", "mech-sml-ge-best-lasting",
+          "true-state-ge-best-drift", "true-state-ge-best-lasting",
           "regime-long", "regime-short", "smln-gap-drift", "filters-drift", "smln-lasting", "no-leakage",
           "returning-only", "first-order"}
 
@@ -45,6 +46,8 @@ def test_timings_ablations_sweeps_and_mechanism(ledger):
     mech = ledger["tables"]["mechanism"]
     assert mech.groupby("w")["method"].nunique().eq(4).all() and mech["seed"].nunique() >= 2
     assert set(ledger["tables"]["filter_shift"]["group"]) == {"user", "item"}
+    ts = ledger["tables"]["true_state"]  # every mechanism run read against the generator's state
+    assert len(ts) == len(mech) and ts["true_spearman"].between(-1, 1).all()
 
 
 def test_claims(ledger):

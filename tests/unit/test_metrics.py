@@ -76,3 +76,18 @@ def test_random_scores_give_k_over_n_plus_one():
     g = torch.Generator().manual_seed(0)
     ranks = metrics.rank_against_candidates(torch.rand(20000, 100, generator=g))
     assert metrics.recall_at_k(ranks, 10) == pytest.approx(0.1, abs=0.01)
+
+
+def test_rowwise_spearman_matches_pandas_and_broadcasts():
+    import pandas as pd
+
+    from rec_lib.metrics import rowwise_spearman
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 30)), rng.standard_normal((4, 30))
+    want = [pd.Series(a[i]).corr(pd.Series(b[i]), method="spearman") for i in range(4)]
+    assert rowwise_spearman(a, b).numpy() == pytest.approx(want, abs=1e-12)
+    assert rowwise_spearman(a, a[0]).numpy()[0] == pytest.approx(1.0)
+    assert rowwise_spearman(a, -a).numpy() == pytest.approx(-np.ones(4))
+    with pytest.raises(ValueError, match="need a"):
+        rowwise_spearman(a, b[:, :5])

@@ -17,6 +17,7 @@ from rec_lib.retraining.experiments import (
     run_comparison,
     sweep_transfer,
     returning_stream,
+    row_states,
     timing_table,
 )
 from rec_lib.retraining.strategies import MFConfig, MFStrategy, SPMF, pretrain_mf
@@ -209,3 +210,54 @@ def test_returning_stream_has_no_new_user_after_the_initial_periods(settings):
     st = returning_stream(s, 0.5, seed=0)
     first_u, _ = st.first_periods()
     assert st.n_periods == 8 and (first_u[st.data.users] < 3).all()
+    # each row carries the generator's state q_u(t): the affinity it implies is the generator's own, row by row
+    gt = st.data.ground_truth
+    orig_items = st.data.item_ids[st.data.items]
+    assert gt["row_state"].shape == (len(st.data), 16)
+    from rec_lib.data import drifting_stream
+    raw = drifting_stream(n_users=150, n_items=200, max_interactions=60, long_term_weight=0.5, seed=0)
+    want = dict(zip(zip(raw.users.tolist(), raw.items.tolist()), raw.ground_truth["affinity"].tolist()))
+    got = np.einsum("nd,nd->n", gt["row_state"], gt["item_vectors"][orig_items])
+    keys = zip(st.data.user_ids[st.data.users].tolist(), orig_items.tolist())
+    assert got == pytest.approx([want[k] for k in keys], rel=1e-5, abs=1e-6)
+    with pytest.raises(ValueError, match="not rows of the original"):
+        row_states(st.data, raw)  # raw has rows the filtered stream dropped
+
+
+def test_true_state_probe_rewards_a_model_that_serves_the_true_state(settings):
+    """A strategy whose rows and items are the generator's own scores near 1; a shuffled one near 0."""
+    s = settings.__class__(**{**settings.as_dict(), "stream_users": 150, "stream_items": 200, "stream_max": 60,
+                              "mech_periods": (8, 3, 5, 6)})
+    st = returning_stream(s, 0.0, seed=0)
+    gt, ids = st.data.ground_truth, st.data.item_ids
+
+    class Oracle(MFStrategy):
+        def _rows_and_scores(self, users):
+            rows = np.arange(*st.rows(self.t + 1).indices(len(st.data)))
+            u, first = np.unique(st.data.users[rows], return_index=True)
+            q = torch.as_tensor(gt["row_state"][rows[first]], dtype=torch.float64)
+            sc = q @ torch.as_tensor(gt["item_vectors"][ids]).double().T + torch.as_tensor(gt["item_bias"][ids])
+            assert np.array_equal(u, users.numpy())
+            return q, sc if self.sign > 0 else sc[:, torch.randperm(sc.shape[1], generator=torch.Generator().manual_seed(0))]
+
+    for sign, lo, hi in ((1, 0.999, 1.0 + 1e-9), (-1, -0.2, 0.2)):
+        o = Oracle(MFConfig(dim=4), seed_everything(0))
+        o.sign, o.t = sign, 4  # period 5 is the first tested one (mech_periods)
+        o.record_true_state(History(st, 4))
+        assert lo <= o.probe[5]["true_spearman"] <= hi
+    o.t = st.n_periods - 1  # nothing after the last period: no reading
+    o.record_true_state(History(st, st.n_periods - 1))
+    assert st.n_periods not in o.probe
+
+
+def test_mechanism_runs_record_the_true_state_of_every_test_period(settings):
+    from rec_lib.retraining.experiments import run_mechanism, true_state_runs
+
+    s = settings.__class__(**{**settings.as_dict(), "stream_users": 120, "stream_items": 150, "stream_max": 40,
+                              "mech_periods": (8, 3, 5, 6), "mech_outer_iters": 1, "mech_theta_epochs": 1,
+                              "mech_warm_start": 5, "mech_fc": 8, "epochs": 1, "pretrain_epochs": 1})
+    mech = run_mechanism(s, [0.0], [0])
+    ts = true_state_runs(mech)
+    assert set(ts.method) == {"Full-retrain", "Fine-tune", "SML", "SML-N"}
+    n_test = len(mech[(0.0, 0)].stream.test_periods)
+    assert (ts.periods == n_test).all() and ts.true_spearman.between(-1, 1).all()
