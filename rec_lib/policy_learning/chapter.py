@@ -67,7 +67,7 @@ class PolicySettings(BaseSettings):
     regime_users: int = 3800
     regime_dim: int = 16
     regime_epochs: int = 10
-    regime_lrs: tuple[float, ...] = (1e-2, 3e-2, 1e-1, 3e-1)
+    regime_lrs: tuple[float, ...] = (1e-2, 3e-2, 1e-1, 3e-1, 1.0)
     regime_batch: int = 64
     regime_samples: int = 200
     regime_top_k: int = 128
