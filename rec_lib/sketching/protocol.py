@@ -90,6 +90,7 @@ class DiPSSettings(BaseSettings):
     syn_ks: tuple[int, ...] = (2, 4)  # signal stream; the controls use the largest
     syn_repeats: int = 3  # each a new stream (seed) and a new initialisation
     syn_pretrain_epochs: int = 2
+    syn_alpha: float = 8.0  # inner step size on the synthetic streams (at ALPHA = 2 a full history barely moves the user)
 
     def validate(self) -> None:
         super().validate()
@@ -109,7 +110,7 @@ class DiPSSettings(BaseSettings):
         for name in ("train_users", "eval_users"):
             if getattr(self, name) == 1 or getattr(self, name) < 0:
                 raise SettingsError(f"{name.upper()} must be 0 (all) or >= 2, got {getattr(self, name)}")
-        for name in ("lr", "implicit_lr", "policy_lr", "alpha", "damping"):
+        for name in ("lr", "implicit_lr", "policy_lr", "alpha", "syn_alpha", "damping"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name.upper()} must be > 0, got {getattr(self, name)}")
         if self.policy_epochs < 0:
@@ -235,7 +236,8 @@ def _first_users(seqs: rdata.Sequences, n: int) -> rdata.Sequences:
 def sketch_config(settings: DiPSSettings, kind: str, k: int, tau: int, method: str) -> SketchConfig:
     """The :class:`SketchConfig` of one cell of Tables 2-4 (or of a synthetic stream)."""
     queue = settings.syn_queue if kind in SYNTHETIC_KINDS else settings.queue
-    return SketchConfig(k=k, tau=tau, method=method, explicit=kind == "explicit", alpha=settings.alpha,
+    alpha = settings.syn_alpha if kind in SYNTHETIC_KINDS else settings.alpha
+    return SketchConfig(k=k, tau=tau, method=method, explicit=kind == "explicit", alpha=alpha,
                         inner_steps=settings.inner_steps, queue=queue, damping=settings.damping,
                         inner_loss=settings.inner_loss)
 

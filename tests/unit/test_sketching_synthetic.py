@@ -50,6 +50,9 @@ def test_prepare_synthetic_splits_users():
     assert not (users["train"] & users["test"]) and sum(map(len, users.values())) == s.syn_users
     assert d.batches["train"].items.shape[1] == s.syn_len and not d.explicit
     assert protocol.sketch_config(s, "signal", 2, 1, "DiPS").queue == s.syn_queue
+    # the synthetic streams have their own inner step size; the real data keep ALPHA
+    assert protocol.sketch_config(s, "signal", 2, 1, "DiPS").alpha == s.syn_alpha != s.alpha
+    assert protocol.sketch_config(s, "implicit", 2, 1, "DiPS").alpha == s.alpha
     with pytest.raises(ValueError):
         protocol.prepare_synthetic(s, "nope", 0)
 
