@@ -366,6 +366,7 @@ class GridResult:
     pretrain: pd.DataFrame
     wall_s: float
     curves: pd.DataFrame | None = None
+    from_cache: bool = False  # set by :func:`cached` when the result was read back, not computed
 
 
 def _run(tasks: list[tuple], fn, workers: int, desc: str) -> list:
@@ -560,12 +561,14 @@ def _cache_key(settings: DiPSSettings, what: str) -> str:
 def cached(settings: DiPSSettings, what: str, fn, use_cache: bool = True) -> GridResult:
     """``fn(settings)`` (``run_grid`` or ``run_synthetic``), stored under ``cache_dir()/dips`` keyed by
     :func:`_cache_key`: a rerun with the same settings and library returns the stored result (timings
-    included: ``wall_s`` is the time of the run that made it)."""
+    included: ``wall_s`` is the time of the run that made it), marked ``from_cache = True``."""
     from rec_lib.paths import cache_dir
 
     path = cache_dir() / "dips" / f"{what}-{_cache_key(settings, what)}.pt"
     if use_cache and path.exists():
-        return torch.load(path, weights_only=False)
+        out = torch.load(path, weights_only=False)
+        out.from_cache = True  # so a report can add the stored run's wall time to its own
+        return out
     out = fn(settings)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)

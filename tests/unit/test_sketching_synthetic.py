@@ -152,3 +152,17 @@ def test_user_recall_and_split_cells():
     assert cells.shape[0] == 4 and "DiPS_phi0" in cells and "K=0" not in cells
     table = protocol.paper_table(runs, "explicit", "rmse")
     assert list(table.columns[-1:]) == ["K=0"] and table["K=0"].eq(3.0).all()
+
+
+def test_cached_marks_a_result_read_back(data_tmp):
+    s = protocol.CHAPTER.make("smoke")
+    calls = []
+
+    def fake(settings):
+        calls.append(1)
+        return protocol.GridResult(pd.DataFrame({"x": [1]}), {}, pd.DataFrame(), wall_s=12.5)
+
+    first = protocol.cached(s, "synthetic", fake)
+    again = protocol.cached(s, "synthetic", fake)
+    assert len(calls) == 1 and not first.from_cache and again.from_cache and again.wall_s == 12.5
+    assert not protocol.cached(s, "synthetic", fake, use_cache=False).from_cache and len(calls) == 2
