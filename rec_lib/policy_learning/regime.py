@@ -33,8 +33,8 @@ from rec_lib.policy_learning.index import HNSWIndex, topk_recall
 from rec_lib.policy_learning.policy import exact_topk
 from rec_lib.policy_learning.protocol import SessionProblem, session_completion, train_policy
 
-__all__ = ["gradient_map", "regime_problem", "argmax_hits", "effective_support", "select_lr", "compare_training", "bias_statistics",
-           "per_user_difference"]
+__all__ = ["gradient_map", "regime_problem", "argmax_hits", "effective_support", "select_lr", "compare_training",
+           "bias_statistics", "per_user_difference"]
 
 
 def _map_problem(P: int, L: int, n_contexts: int, seed: int):

@@ -162,7 +162,6 @@ class _ColdStartProbe:
         rows, scores = self._rows_and_scores(torch.as_tensor(new, dtype=torch.long))
         self.__dict__.setdefault("probe", {}).setdefault(t + 1, {}).update(cold_start_stats(rows, scores, pop))
 
-
     def record_true_state(self, history: History) -> None:
         """On a stream with a known generator, how well the served scores follow each user's true affinity.
 
