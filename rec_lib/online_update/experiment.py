@@ -610,12 +610,15 @@ def time_per_pair(settings: MelonSettings, stream: OnlineStream, device: torch.d
     fresh copies of one NCF (initialised from ``settings.seed``; the values do
     not change the cost) step through the first ``n`` interactions of
     ``n_batches`` test batches, timed in rotation over ``settings.sweep_rounds``
-    rounds after one untimed round: Default, MeLON as implemented (the update
-    keeps its graph for the next meta-step) and MeLON recomputing the
-    look-ahead (``keep_graph=False``, the straightforward order of
-    :meth:`~.strategies.MetaStrategy.meta_step`). Both MeLONs take the same
-    steps from the same state, so ``identical`` checks that they end with
-    bitwise-equal recommender and meta-parameters.
+    rounds after one untimed round: Default; MeLON as implemented (the update
+    keeps its graph for the next meta-step, and the role MLP records its graph
+    at the pairs with a non-zero gradient only, ``MeLON.live_only``); MeLON
+    recomputing the look-ahead (``keep_graph=False``); and the straightforward
+    MeLON (``keep_graph=False``, ``live_only=False``). All MeLONs take the
+    same steps from the same state: ``identical`` checks that the first two
+    end with bitwise-equal recommender and meta-parameters, ``max_rel_dev``
+    is the largest deviation of the first from the straightforward one
+    (relative to each tensor's largest entry; float summation order only).
 
     Returns the table (one row per point: ``d``, ``n``, ``M``, ``pairs`` =
     ``n M``, median seconds, the ratios) and the round times (long format:
@@ -633,9 +636,10 @@ def time_per_pair(settings: MelonSettings, stream: OnlineStream, device: torch.d
         for n in s.sweep_batches:
             batches = [head(b, n) for b in test]
             strats = {"Default": Default(0.1)}
-            for name, keep in (("MeLON", True), ("MeLON (recomputed)", False)):
+            for name, keep, live in (("MeLON", True, True), ("MeLON (recomputed)", False, True),
+                                     ("MeLON (straightforward)", False, False)):
                 strats[name] = MeLON(0.1, s.meta_lr, "2D", s.melon_hidden, s.melon_layers, s.max_ratio)
-                strats[name].keep_graph = keep
+                strats[name].keep_graph, strats[name].live_only = keep, live
             fns = {}
             for name, strat in strats.items():
                 torch.manual_seed(s.seed)  # the meta-model is built when bound: both MeLONs start alike
@@ -643,16 +647,24 @@ def time_per_pair(settings: MelonSettings, stream: OnlineStream, device: torch.d
                 it = iter(range(10**9))
                 fns[name] = lambda st=strat, it=it: st.step(batches[next(it) % len(batches)])
             df, times = benchmark_rotation(fns, repeats=s.sweep_rounds, warmup=1, rounds=True)
-            a, b = strats["MeLON"], strats["MeLON (recomputed)"]
-            same = all(torch.equal(a.rec.params[k], b.rec.params[k]) for k in a.rec.params) and all(
-                torch.equal(x, y) for x, y in zip(a.meta_params, b.meta_params))
+            a, b, c = strats["MeLON"], strats["MeLON (recomputed)"], strats["MeLON (straightforward)"]
+            same = all(torch.equal(x, y) for x, y in zip(_state(a), _state(b)))
             med = df["median_s"]
             rows.append({"d": d, "n": n, "M": M, "pairs": n * M, "default_s": med["Default"],
                          "melon_s": med["MeLON"], "recomputed_s": med["MeLON (recomputed)"],
+                         "straightforward_s": med["MeLON (straightforward)"],
                          "x Default": med["MeLON"] / med["Default"],
-                         "graph speedup": med["MeLON (recomputed)"] / med["MeLON"], "identical": bool(same)})
+                         "graph speedup": med["MeLON (recomputed)"] / med["MeLON"],
+                         "speedup": med["MeLON (straightforward)"] / med["MeLON"], "identical": bool(same),
+                         "max_rel_dev": max(float((x - y).abs().max() / y.abs().max().clamp_min(1e-30))
+                                            for x, y in zip(_state(a), _state(c)))})
             rounds.append(times.assign(d=d, n=n, round=np.arange(len(times))))
     return pd.DataFrame(rows), pd.concat(rounds, ignore_index=True)
+
+
+def _state(strategy: MetaStrategy) -> list[torch.Tensor]:
+    """The recommender's parameters, then the meta-parameters (for comparing two runs)."""
+    return [strategy.rec.params[k] for k in sorted(strategy.rec.params)] + list(strategy.meta_params)
 
 
 def _continue(strategy: UpdateStrategy, rec: OnlineRecommender, stream: OnlineStream) -> UpdateStrategy:

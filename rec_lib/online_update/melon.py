@@ -110,18 +110,32 @@ class MeLONNet(nn.Module):
         ei = self.extend(e_i, e_item_nbrs, item_mask, self.att_item, self.ext_item)
         return F.relu(self.inter(torch.cat([eu, ei], -1)))
 
-    def rates(self, h_x: torch.Tensor | None, role_inputs: torch.Tensor) -> torch.Tensor:
+    def rates(self, h_x: torch.Tensor | None, role_inputs: torch.Tensor, live: torch.Tensor | None = None
+              ) -> torch.Tensor:
         """Eq. 11-12: ``sigmoid(W_lr [h_x, MLP(role_inputs)] + b_lr)``.
 
         ``role_inputs`` ``[n or 1, M, 6]`` (2D, P) or ``[n, 1, 2]`` (I); ``h_x``
         ``[n, hidden]`` or ``None`` (P). Returns ``[n or 1, M]`` in (0, 1).
+
+        ``live`` (``[n, M]`` bool, optional): the pairs whose rate can matter.
+        The role MLP records its graph on those only and runs the others
+        without graph: same values, a backward pass over the live pairs only.
         """
-        s = self.lr_theta(self.role(role_inputs)).squeeze(-1)
+        s = self._role_scores(role_inputs, live)
         if self.uses_interaction:
             if h_x is None:
                 raise ValueError(f"variant {self.variant} needs the interaction representation h_x")
             s = s + self.lr_x(h_x)
         return torch.sigmoid(s)
+
+    def _role_scores(self, role_inputs: torch.Tensor, live: torch.Tensor | None) -> torch.Tensor:
+        """``W_lr h_theta + b_lr`` of every pair; with ``live``, differentiable at the live pairs only."""
+        if live is None or not torch.is_grad_enabled():
+            return self.lr_theta(self.role(role_inputs)).squeeze(-1)
+        s = role_inputs.new_empty(role_inputs.shape[:-1])
+        with torch.no_grad():
+            s[~live] = self.lr_theta(self.role(role_inputs[~live])).squeeze(-1)
+        return s.index_put(live.nonzero(as_tuple=True), self.lr_theta(self.role(role_inputs[live])).squeeze(-1))
 
     def rates_and_forget(self, h_x: torch.Tensor, role_inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Variant ``"F"``: the rate of :meth:`rates` and the forget gate ``f`` ``[n, M]``, from one role pass."""
@@ -142,6 +156,10 @@ class MeLON(MetaStrategy):
     """MeLON as an update strategy (module doc); ``variant`` "2D" (MeLON), "I" or "P" (ablations)."""
 
     direction = "2D"
+    # The role MLP's graph only at pairs with g_x,m != 0 (variant "2D"): a pair with g = 0 adds nothing to the
+    # update (w g = 0) nor to the meta-gradient (d theta' / d w = -g = 0). False: graph at every pair (slower,
+    # same numbers up to the backward pass's float summation order).
+    live_only = True
 
     def __init__(self, lr: float = 0.1, meta_lr: float = 1e-3, variant: str = "2D", hidden: int = 16,
                  role_layers: int = 2, max_ratio: float = 4.0):
@@ -180,6 +198,7 @@ class MeLON(MetaStrategy):
         if self.variant in ("2D", "F"):
             theta, grads = _flat(ps, ps.values), _flat(ps, ps.grads)
             cache["feats"] = role_features(theta, ps.losses, grads)  # [n, M_local, 6]
+            cache["live"] = grads != 0 if self.variant == "2D" and self.live_only else None
             if self.variant == "F":
                 cache["feats"], cache["theta"], cache["g"] = cache["feats"][..., 2:], theta, grads
         else:
@@ -201,7 +220,7 @@ class MeLON(MetaStrategy):
             step = w * cache["g"] + (1.0 - f) * cache["theta"]
             pseudo = PerSample(ps.losses, _unflat(ps, step), ps.values, ps.rows, ps.counts)
             return self.rec.apply_per_sample(params, pseudo, {k: 1.0 for k in ps.grads})
-        w = self.w_max * self.net.rates(h_x, cache["feats"])  # [n, M_local] or [n, 1]
+        w = self.w_max * self.net.rates(h_x, cache["feats"], cache.get("live"))  # [n, M_local] or [n, 1]
         self._log(w)
         if self.variant == "2D":
             W = _unflat(ps, w)
