@@ -299,6 +299,8 @@ def _col_name(c: Any) -> str:
 def _close(a: Any, b: Any, atol: float, rtol: float) -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
         return a == b
+    if a == b or (math.isnan(a) and math.isnan(b)):  # equal infinities; NaN where both have none
+        return True
     return abs(a - b) <= atol + rtol * abs(b)
 
 

@@ -22,7 +22,7 @@ from rec_lib.utils import Seeds, progress
 
 __all__ = ["sketch_inputs", "history_inputs", "gru_ranks", "SessionSketchGRU", "session_rows", "fit_session_sketch",
            "session_ranks", "policy_visualisation", "sketch_contributions", "user_recall", "recall_mrr", "trajectory", "policy_transfer",
-           "session_augmentation"]
+           "session_augmentation", "on_every_split"]
 
 
 def recall_mrr(ranks: torch.Tensor, k: int = 20) -> dict[str, float]:
@@ -352,3 +352,30 @@ def session_augmentation(settings, d, artefacts: dict, seeds: Seeds, device: tor
     if per_user:
         return pd.DataFrame(rows), pd.concat(users, ignore_index=True)
     return pd.DataFrame(rows)
+
+
+def on_every_split(study, settings, artefacts: dict, seeds: Seeds, device: torch.device | str = "cpu",
+                   first=None) -> tuple:
+    """Run a case study on every repetition's user split, each with that repetition's DiPS policies.
+
+    ``study`` is :func:`policy_transfer` or :func:`session_augmentation`
+    (called with ``per_user=True``); repetition ``r`` uses the implicit data
+    split with seed ``settings.seed + r`` (:func:`~.protocol.prepare_data`;
+    ``first`` is repetition 0's data if already prepared). Returns the
+    study's outputs, each table concatenated over the splits with a ``split``
+    column, any other output as a list by split.
+    """
+    from rec_lib.sketching.protocol import prepare_data
+
+    outs = []
+    for r in range(settings.repeats):
+        d = first if r == 0 and first is not None else prepare_data(settings, "implicit", r)
+        outs.append(study(settings, d, artefacts, seeds, device, repeat=r, per_user=True))
+    merged = []
+    for parts in zip(*outs):
+        if isinstance(parts[0], pd.DataFrame):
+            merged.append(pd.concat([p.assign(split=r) for r, p in enumerate(parts)], ignore_index=True))
+        else:
+            merged.append(list(parts))
+    return tuple(merged)
+

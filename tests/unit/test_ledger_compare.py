@@ -112,3 +112,12 @@ def test_across_machines_reports_table_cells_that_moved_and_fails_on_structure()
     b["tables"]["table1"]["index"] = ["A", "C"]
     fails = compare_across_machines(a, b).failures
     assert any("'method'" in f for f in fails) and any("rows or columns differ" in f for f in fails)
+
+
+def test_nan_and_infinity_on_both_sides_are_no_difference():
+    a = _ledger()
+    a["metrics"]["empty_mean"], a["metrics"]["ratio"] = float("nan"), float("inf")
+    b = copy.deepcopy(a)
+    assert compare_ledgers(a, b) == []
+    b["metrics"]["empty_mean"] = 0.5
+    assert [d for d in compare_ledgers(a, b) if "empty_mean" in d]

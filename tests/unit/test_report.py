@@ -183,3 +183,16 @@ def test_glued_numpy_scalars_are_formatted():
 
     assert roles.format_plain_text("np.float64(0.12345)", ".3f") == "0.123"
     assert format_plain_text("0.5", ".2f") == "0.50"
+
+
+def test_wall_times_add_the_stored_time_of_cached_results(tmp_path):
+    from rec_lib.report import wall_times
+
+    for chapter, timings in (("sml", {"wall_s": 300.0}), ("dips", {"wall_s": 50.0, "cached_s": 224.0})):
+        write_ledger(tmp_path, chapter, [claim("a")])
+        path = tmp_path / f"{chapter}.json"
+        led = json.loads(path.read_text())
+        led["timings"] = timings
+        path.write_text(json.dumps(led))
+    (tmp_path / "broken.json").write_text("{")
+    assert wall_times(tmp_path) == {"sml": 300.0, "dips": 274.0}

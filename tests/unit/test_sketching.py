@@ -603,3 +603,22 @@ def test_tasks_run_in_this_process_leave_the_callers_generators_alone():
     seed_everything(3)
     protocol._run([(11,), (12,)], seed_everything, workers=1, desc="tasks")
     assert float(torch.rand(1)) == expected
+
+
+def test_on_every_split_runs_each_repetition_with_its_own_data(monkeypatch):
+    from types import SimpleNamespace
+
+    from rec_lib.sketching import case_studies, protocol
+
+    prepared = []
+    monkeypatch.setattr(protocol, "prepare_data", lambda s, kind, r: prepared.append((kind, r)) or f"data{r}")
+    calls = []
+
+    def study(settings, d, artefacts, seeds, device, repeat, per_user):
+        calls.append((d, repeat, per_user))
+        return pd.DataFrame({"recall@20": [0.1 * repeat]}), f"hist{repeat}"
+
+    table, hists = case_studies.on_every_split(study, SimpleNamespace(repeats=3), {}, None, first="data0")
+    assert calls == [("data0", 0, True), ("data1", 1, True), ("data2", 2, True)]
+    assert prepared == [("implicit", 1), ("implicit", 2)]  # repetition 0's data was given
+    assert list(table["split"]) == [0, 1, 2] and hists == ["hist0", "hist1", "hist2"]
