@@ -32,6 +32,8 @@ def test_presets_build_and_train_config_copies_the_knobs():
     (dict(t_star_grid=(-1, 5)), "T_STAR_GRID"),
     (dict(k_last=50), "K_LAST = 50 exceeds the threshold 40"),
     (dict(device="cuda", workers=2), "WORKERS=1"),
+    (dict(attribution_t_star=-1), "ATTRIBUTION_T_STAR must be >= 0"),
+    (dict(attribution_t_star=5), "ATTRIBUTION_T_STAR = 5 is below K_LAST"),
 ])
 def test_bad_settings_fail_with_the_parameter_named(bad, match):
     with pytest.raises(SettingsError, match=match):
@@ -97,3 +99,22 @@ def test_segments_frame_splits_rows_by_activity():
     assert a.loc["1 <= T <= t*", "mrr"] == pytest.approx(0.5)
     assert a.loc["T > t*", "mrr"] == pytest.approx(0.25)
     assert a.loc["all", "rows"] == 3 and a.loc["T > t*", "rows"] == 1
+
+
+def test_run_attribution_runs_2ts_and_2ts_inf_at_the_fixed_threshold(monkeypatch):
+    from rec_lib.two_time_scale import chapter
+
+    s = tts.CHAPTER.make("smoke", n_seeds=2)
+    seen = []
+
+    def fake_run_jobs(jobs, workers):
+        seen.extend(jobs)
+        return [(j, ({"seed": j.seed}, {})) for j in reversed(jobs)]  # completion order differs
+
+    monkeypatch.setattr(chapter, "run_jobs", fake_run_jobs)
+    runs = tts.run_attribution(s, data="DATA")
+    assert [r[0]["seed"] for r in runs] == [s.seed, s.seed + 1]  # back in seed order
+    assert all(j.t_star == j.t_star_plus == s.attribution_t_star == 20 for j in seen)
+    assert all(j.methods == ("2TS", "2TS-inf") and j.data == "DATA" and j.label == s.dataset for j in seen)
+    with pytest.raises(ValueError, match="ATTRIBUTION_T_STAR >= 1"):
+        tts.run_attribution(tts.CHAPTER.make("smoke", attribution_t_star=0), data="DATA")
