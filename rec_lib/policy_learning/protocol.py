@@ -192,16 +192,19 @@ class TrainResult:
 
 def train_policy(problem: SessionProblem, estimator, epochs: int, lr: float, batch_size: int = 32, seed: int = 0,
                  device: torch.device | str = "cpu", eval_train: int = 2000, init: str = "identity",
-                 desc: str = "") -> TrainResult:
+                 desc: str = "", eval_every: int = 1) -> TrainResult:
     """Adam on the estimator's surrogate loss, mini-batches of contexts, reward curves after each epoch.
 
     ``history`` columns: ``epoch``, ``train_reward`` (greedy reward on a fixed
     sample of at most ``eval_train`` training contexts), ``val_reward``,
     ``train_seconds`` (cumulative wall time of the training steps only) and
-    ``steps``. Deterministic for a given ``seed``.
+    ``steps``; one row at epoch 0, then every ``eval_every`` epochs and after
+    the last (the evaluation reads no random numbers: the trained policy does
+    not depend on ``eval_every``). Deterministic for a given ``seed``.
     """
-    if epochs < 0 or lr <= 0 or batch_size < 1:
-        raise ValueError(f"need epochs >= 0, lr > 0 and batch_size >= 1, got {epochs}, {lr}, {batch_size}")
+    if epochs < 0 or lr <= 0 or batch_size < 1 or eval_every < 1:
+        raise ValueError(f"need epochs >= 0, lr > 0, batch_size >= 1 and eval_every >= 1, got {epochs}, {lr}, "
+                         f"{batch_size}, {eval_every}")
     device = torch.device(device)
     cpu_gen = torch.Generator().manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -235,7 +238,8 @@ def train_policy(problem: SessionProblem, estimator, epochs: int, lr: float, bat
             step_times.append(dt)
             total += dt
             steps += 1
-        rows.append(evaluate(epoch, total, steps))
+        if epoch % eval_every == 0 or epoch == epochs:
+            rows.append(evaluate(epoch, total, steps))
     return TrainResult(pd.DataFrame(rows), policy, step_times, getattr(estimator, "searched", 0))
 
 

@@ -163,7 +163,7 @@ def select_lr(problem: SessionProblem, configs: dict[str, object], lrs, epochs: 
 
     One run per (label, lr) with the first seed of :func:`compare_training`
     (``base_seed * 1000``); ties go to the smaller rate. Only the validation
-    users are read. Returns ``(best, table)``: ``best[label]`` the chosen
+    users are read, after the last epoch only (no per-epoch curves). Returns ``(best, table)``: ``best[label]`` the chosen
     rate, ``table`` one row per run (``method``, ``lr``, ``val_final``,
     ``train_final``).
     """
@@ -174,7 +174,7 @@ def select_lr(problem: SessionProblem, configs: dict[str, object], lrs, epochs: 
     for label, make in configs.items():
         for lr in lrs:
             res = train_policy(problem, make(), epochs, lr, batch_size, seed=base_seed * 1000, init=init,
-                               desc=f"{problem.name}: {label}, lr {lr:g}")
+                               desc=f"{problem.name}: {label}, lr {lr:g}", eval_every=max(epochs, 1))
             h = res.history.iloc[-1]
             rows.append({"method": label, "lr": lr, "val_final": float(h.val_reward),
                          "train_final": float(h.train_reward)})
@@ -185,7 +185,7 @@ def select_lr(problem: SessionProblem, configs: dict[str, object], lrs, epochs: 
 
 def compare_training(problem: SessionProblem, configs: dict[str, object], seeds: int, epochs: int,
                      lr: float | dict[str, float], batch_size: int, index=None, init: str = "default",
-                     base_seed: int = 0):
+                     base_seed: int = 0, eval_every: int = 1):
     """Train each ``configs[label]`` (a zero-argument estimator factory) with ``seeds`` seeds.
 
     ``lr`` is one learning rate for all, or one per label (e.g. from
@@ -195,7 +195,8 @@ def compare_training(problem: SessionProblem, configs: dict[str, object], seeds:
     final training and validation reward, test reward by exact and by index
     argmax, median step ms);
     ``hits`` one row per (label, seed, test user) with ``hit_exact`` and
-    ``hit_index``; ``history`` the per-epoch curves.
+    ``hit_index``; ``history`` the curves (every ``eval_every`` epochs, see
+    :func:`~.protocol.train_policy`).
     """
     rates = lr if isinstance(lr, dict) else {label: lr for label in configs}
     missing = [label for label in configs if label not in rates]
@@ -206,7 +207,7 @@ def compare_training(problem: SessionProblem, configs: dict[str, object], seeds:
     for label, make in configs.items():
         for s in range(seeds):
             res = train_policy(problem, make(), epochs, rates[label], batch_size, seed=base_seed * 1000 + s,
-                               init=init, desc=f"{problem.name}: {label}")
+                               init=init, desc=f"{problem.name}: {label}", eval_every=eval_every)
             he = argmax_hits(res.policy, x_test, r_test)
             hi = argmax_hits(res.policy, x_test, r_test, index=index) if index is not None else he
             finals.append({"method": label, "seed": s, "lr": float(rates[label]),

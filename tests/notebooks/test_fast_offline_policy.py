@@ -7,7 +7,7 @@ CHAPTER = "fast_offline_policy"
 CLAIMS = {"speedup-1e6", "reinforce-cost-linear", "mixture-cost-sublinear", "speedup-L", "uniform-breaks",
           "mixture-beats-uniform-gradient", "regime-train", "regime-test", "control-test", "uniform-not-best",
           "as-good-as-reinforce", "equal-time", "larger-S", "robust-K", "index-params", "index-argmax",
-          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias", "uniform-train-lags"}
+          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias", "uniform-train-lags", "regime-equal-time"}
 CHECKS = {"covariance", "index-recall-1e6", "regime-peaked"}
 
 
@@ -27,8 +27,15 @@ def test_ledger_typed_claims_roles_and_identity(smoke_run):
     # per-user claims are paired over the test users, equivalence claims carry margins
     n_test = led["tables"]["regime_problems"].set_index("index").loc["regime", "test users"]
     assert by_id["regime-test"]["n"] == n_test
+    assert by_id["regime-equal-time"]["n"] == n_test and by_id["regime-equal-time"]["role"] == "mechanism"
+    eq = led["tables"]["regime_equal_time_final"]
+    assert len(eq) == s_seeds(led) and set(eq.method) == {"uniform, equal time"}
     for i in ("as-good-as-reinforce", "robust-K", "index-params", "index-argmax"):
         assert by_id[i]["kind"] == "equivalence" and by_id[i]["margin"] > 0
+
+
+def s_seeds(led):
+    return led["settings"]["seeds"]
 
 
 def test_speed_rounds_cover_every_size_dim_and_method(smoke_run):

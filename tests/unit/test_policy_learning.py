@@ -505,6 +505,14 @@ def test_argmax_reward_and_train_policy():
     assert not torch.equal(a.policy.theta, torch.eye(8))
     with pytest.raises(ValueError, match="lr > 0"):
         train_policy(prob, est, epochs=1, lr=0.0)
+    c = train_policy(prob, est, epochs=3, lr=1e-2, seed=3, eval_every=2)
+    d = train_policy(prob, est, epochs=3, lr=1e-2, seed=3)
+    assert c.history.epoch.tolist() == [0, 2, 3]  # every 2 epochs, and the last
+    assert torch.equal(c.policy.theta, d.policy.theta)  # evaluating less changes no step
+    assert c.history.set_index("epoch").val_reward.to_dict() == {
+        e: v for e, v in d.history.set_index("epoch").val_reward.items() if e in (0, 2, 3)}
+    with pytest.raises(ValueError, match="eval_every >= 1"):
+        train_policy(prob, est, epochs=1, lr=1e-2, eval_every=0)
 
 
 # ------------------------------------------------------------------ benchmark
