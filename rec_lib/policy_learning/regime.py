@@ -163,9 +163,9 @@ def select_lr(problem: SessionProblem, configs: dict[str, object], lrs, epochs: 
 
     One run per (label, lr) with the first seed of :func:`compare_training`
     (``base_seed * 1000``); ties go to the smaller rate. Only the validation
-    users are read, after the last epoch only (no per-epoch curves). Returns ``(best, table)``: ``best[label]`` the chosen
-    rate, ``table`` one row per run (``method``, ``lr``, ``val_final``,
-    ``train_final``).
+    users are read, after the last epoch only (no per-epoch curves).
+    Returns ``(best, table)``: ``best[label]`` the chosen rate, ``table`` one
+    row per run (``method``, ``lr``, ``val_final``, ``train_final``).
     """
     lrs = sorted(float(v) for v in lrs)
     if not lrs or lrs[0] <= 0:

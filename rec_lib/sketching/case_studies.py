@@ -378,4 +378,3 @@ def on_every_split(study, settings, artefacts: dict, seeds: Seeds, device: torch
         else:
             merged.append(list(parts))
     return tuple(merged)
-
