@@ -29,13 +29,9 @@ def test_ledger_typed_claims_roles_and_identity(smoke_run):
     assert by_id["regime-test"]["n"] == n_test
     assert by_id["regime-equal-time"]["n"] == n_test and by_id["regime-equal-time"]["role"] == "mechanism"
     eq = led["tables"]["regime_equal_time_final"]
-    assert len(eq) == s_seeds(led) and set(eq.method) == {"uniform, equal time"}
+    assert len(eq) == led["settings"]["seeds"] and set(eq.method) == {"uniform, equal time"}
     for i in ("as-good-as-reinforce", "robust-K", "index-params", "index-argmax"):
         assert by_id[i]["kind"] == "equivalence" and by_id[i]["margin"] > 0
-
-
-def s_seeds(led):
-    return led["settings"]["seeds"]
 
 
 def test_speed_rounds_cover_every_size_dim_and_method(smoke_run):
