@@ -57,7 +57,7 @@ class SMLSettings(BaseSettings):
     stream_items: int = 600
     stream_max: int = 200
     stream_weights: tuple[float, ...] = (0.0, 0.9)
-    stream_seeds: int = 3
+    stream_seeds: int = 5
     mech_periods: tuple[int, int, int, int] = (20, 5, 14, 16)  # periods, init_end, val_start, test_start
     mech_n_neg: int = 99
     mech_batch: int = 256

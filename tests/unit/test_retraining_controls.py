@@ -102,6 +102,22 @@ def test_speed_benchmark_rows(comp, stream):
     assert list(sp["period"]) == [3, 7] and (sp["ratio"] > 0).all()
 
 
+def test_speed_benchmark_warmup_rounds_are_untimed(comp, monkeypatch):
+    calls = []
+    real_update = type(comp.strategies[("SML", 0)]).update
+
+    def counting(self, history):
+        calls.append(type(self).__name__)
+        return real_update(self, history)
+
+    monkeypatch.setattr(type(comp.strategies[("SML", 0)]), "update", counting)
+    sp = speed_benchmark(comp, 0, [3], repeats=2, full_epochs=1, warmup=1)
+    assert list(sp["round"]) == [0, 1]  # the warm-up round is run, not reported
+    assert calls.count(type(comp.strategies[("SML", 0)]).__name__) == 3
+    with pytest.raises(ValueError, match="warmup >= 0"):
+        speed_benchmark(comp, 0, [3], warmup=-1)
+
+
 def test_tuning_picks_one_rate_per_method(stream, settings):
     tun = tune_learning_rates(stream, settings, ["Fine-tune"], (1e-2, 3e-2), 0)
     assert len(tun) == 2 and tun["chosen"].sum() == 1
