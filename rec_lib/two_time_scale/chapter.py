@@ -56,6 +56,7 @@ class TTSSettings(BaseSettings):
     syn_temperature: float = 0.1
     syn_t_star: int = 40
     syn_lr: float = 5e-3
+    syn_seeds: int = 5  # replicates of each synthetic stream (seed k draws its own stream); cheap, so more than n_seeds
     control: bool = True  # also the control stream without personal taste
     dim: int = 32
     n_neg: int = 10
@@ -78,6 +79,7 @@ class TTSSettings(BaseSettings):
     # > 0: also run 2TS and 2TS-inf at this fixed t* on the real dataset (every seed), so the split's mechanism
     # claims have active users to read when validation picks a t* where no test user is active; 0: off
     attribution_t_star: int = 160
+    attribution_seeds: int = 5  # seeds of that run (2TS and 2TS-inf only, so cheaper than a main-run seed)
     n_seeds: int = 3
     test_rows: int = 0  # > 0: rank a random subset of the test interactions (paper scale)
     val_rows: int = 1500
@@ -98,7 +100,8 @@ class TTSSettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        positive = ("syn_users", "syn_items", "syn_max_interactions", "syn_dim", "syn_t_star", "speed_rounds",
+        positive = ("syn_users", "syn_items", "syn_max_interactions", "syn_dim", "syn_t_star", "syn_seeds",
+                    "attribution_seeds", "speed_rounds",
                     "sim_seeds", "dim", "n_neg", "n_neg_eval", "k_last",
                     "max_len", "stage1_epochs", "stage2_epochs", "baseline_epochs", "batch_size", "seq_batch",
                     "patience", "min_epochs", "n_seeds", "val_rows", "checkpoint_rows", "workers", "sim_users",
@@ -167,7 +170,7 @@ PRESETS = {
     "smoke": dict(max_interactions=15_000, syn_users=250, syn_items=300, syn_max_interactions=150, dim=16,
                   stage1_epochs=2, stage2_epochs=3, baseline_epochs=3, min_epochs=1, t_star_grid=(20, 40),
                   attribution_t_star=20,
-                  syn_t_star=20, n_seeds=2, val_rows=500, checkpoint_rows=500, workers=1, full_rows=200,
+                  syn_t_star=20, syn_seeds=2, attribution_seeds=2, n_seeds=2, val_rows=500, checkpoint_rows=500, workers=1, full_rows=200,
                   speed_rounds=2, sim_seeds=2, sim_users=2000, sim_t_max=500, n_neg_eval=99),
     "tutorial": {},
     "paper": dict(dataset="ml-25m", synthetic=False, control=False, dim=64, k_last=20, max_len=200, stage1_epochs=20,
@@ -217,7 +220,8 @@ def load_datasets(s: TTSSettings) -> dict[str, Interactions]:
 
 
 def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[str, list[tuple[dict, dict]]]:
-    """Every method on every dataset for ``n_seeds`` seeds: ``{label: [(results, extras) per seed]}``.
+    """Every method on every dataset: ``{label: [(results, extras) per seed]}``, ``n_seeds`` seeds on the
+    real dataset and ``syn_seeds`` on each synthetic stream.
 
     Real dataset: the first seed chooses t* on validation and records Figure
     2's checkpoints; as soon as it ends, the other seeds start with its
@@ -237,7 +241,7 @@ def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[s
     for label, methods in ((SYNTHETIC, SYN_METHODS), (CONTROL, CONTROL_METHODS)):
         if label not in datasets:
             continue
-        for k in range(s.n_seeds):
+        for k in range(s.syn_seeds):
             data = datasets[label] if k == 0 else synthetic_stream(s, s.seed + k, control=label == CONTROL)
             first.append(SeedJob(label, data, syn_cfg, seed=s.seed + k, t_star=s.syn_t_star,
                                  t_star_plus=s.syn_t_star, methods=methods,
@@ -250,21 +254,23 @@ def run_experiments(s: TTSSettings, datasets: dict[str, Interactions]) -> dict[s
         return [SeedJob(real, job.data, cfg, seed=s.seed + k, t_star=ex["t_star"], t_star_plus=ex["t_star_plus"],
                         methods=METHODS, **common) for k in range(1, s.n_seeds)]
 
-    out: dict[str, list] = {label: [None] * s.n_seeds for label in datasets}
+    out: dict[str, list] = {label: [None] * (s.n_seeds if label == real else s.syn_seeds) for label in datasets}
     for job, result in run_jobs(first, s.workers, then=rest):
         out[job.label][job.seed - s.seed] = result
     return out
 
 
 def run_attribution(s: TTSSettings, data: Interactions) -> list[tuple[dict, dict]]:
-    """2TS and 2TS-inf at the fixed ``s.attribution_t_star`` on the real dataset, one run per seed.
+    """2TS and 2TS-inf at the fixed ``s.attribution_t_star`` on the real dataset, ``s.attribution_seeds`` seeds.
 
     Validation may choose a t* at which no test user is active (on
     MovieLens-100K it picks the grid's top); this run fixes a smaller t*,
     set before any result is read and never chosen on test, so that "the
     split helps active users" and the drift figure have active users to read.
-    Each seed's job matches the main run's (same data, seed and test
-    candidates), with 2TS-inf's window capped at the same t*. Returns
+    Each seed's job matches the main run's of that seed (same data, seed and
+    test candidates; seeds past ``n_seeds`` have no main-run twin, and the
+    claims pair 2TS with 2TS-inf within this run only), with 2TS-inf's window
+    capped at the same t*. Returns
     ``[(results, extras)]`` by seed, like one dataset of :func:`run_experiments`.
     """
     if s.attribution_t_star < 1:
@@ -273,8 +279,8 @@ def run_attribution(s: TTSSettings, data: Interactions) -> list[tuple[dict, dict
                   threads=s.threads, full_rows=s.full_rows or None)
     t = s.attribution_t_star
     jobs = [SeedJob(s.dataset, data, train_config(s), seed=s.seed + k, t_star=t, t_star_plus=t,
-                    methods=("2TS", "2TS-inf"), **common) for k in range(s.n_seeds)]
-    runs: list = [None] * s.n_seeds
+                    methods=("2TS", "2TS-inf"), **common) for k in range(s.attribution_seeds)]
+    runs: list = [None] * s.attribution_seeds
     for job, result in run_jobs(jobs, s.workers):
         runs[job.seed - s.seed] = result
     return runs

@@ -104,7 +104,7 @@ def test_segments_frame_splits_rows_by_activity():
 def test_run_attribution_runs_2ts_and_2ts_inf_at_the_fixed_threshold(monkeypatch):
     from rec_lib.two_time_scale import chapter
 
-    s = tts.CHAPTER.make("smoke", n_seeds=2)
+    s = tts.CHAPTER.make("smoke", n_seeds=3, attribution_seeds=2)
     seen = []
 
     def fake_run_jobs(jobs, workers):
@@ -118,3 +118,34 @@ def test_run_attribution_runs_2ts_and_2ts_inf_at_the_fixed_threshold(monkeypatch
     assert all(j.methods == ("2TS", "2TS-inf") and j.data == "DATA" and j.label == s.dataset for j in seen)
     with pytest.raises(ValueError, match="ATTRIBUTION_T_STAR >= 1"):
         tts.run_attribution(tts.CHAPTER.make("smoke", attribution_t_star=0), data="DATA")
+
+
+def test_run_experiments_runs_n_seeds_on_the_real_data_and_syn_seeds_per_stream(monkeypatch):
+    from rec_lib.two_time_scale import chapter
+
+    s = tts.CHAPTER.make("smoke", n_seeds=2, syn_seeds=3)
+    streams = []
+
+    def fake_stream(settings, seed, control=False):
+        streams.append((seed, control))
+        return f"stream {seed} {control}"
+
+    def fake_run_jobs(jobs, workers, then=None):
+        queue, done = list(jobs), []
+        while queue:
+            j = queue.pop(0)
+            done.append((j, ({"seed": j.seed}, {"t_star": 20, "t_star_plus": 20})))
+            queue += list(then(j, done[-1][1])) if then else []
+        return list(reversed(done))  # completion order differs
+
+    monkeypatch.setattr(chapter, "run_jobs", fake_run_jobs)
+    monkeypatch.setattr(chapter, "synthetic_stream", fake_stream)
+    datasets = {s.dataset: "REAL", tts.SYNTHETIC: "SYN", tts.CONTROL: "CTRL"}
+    out = tts.run_experiments(s, datasets)
+    assert {k: len(v) for k, v in out.items()} == {s.dataset: 2, tts.SYNTHETIC: 3, tts.CONTROL: 3}
+    for runs in out.values():
+        assert [r[0]["seed"] for r in runs] == [s.seed + k for k in range(len(runs))]
+    # seed 0 of each stream is the one passed in; seeds 1 and 2 draw their own
+    assert sorted(streams) == sorted([(s.seed + k, c) for k in (1, 2) for c in (False, True)])
+    with pytest.raises(SettingsError, match="SYN_SEEDS must be >= 1"):
+        tts.CHAPTER.make("smoke", syn_seeds=0)
