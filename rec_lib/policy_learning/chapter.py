@@ -75,6 +75,9 @@ class PolicySettings(BaseSettings):
     regime_batch: int = 64
     regime_samples: int = 200
     regime_top_k: int = 128
+    # the S and K sweeps on the regime problem: the mixture with a smaller S, and with a smaller K, seeds seeds each
+    regime_s_small: int = 50
+    regime_k_small: int = 32
     bias_repeats: int = 60
     grad_repeats: int = 20
     ope_repeats: int = 10
@@ -87,7 +90,7 @@ class PolicySettings(BaseSettings):
                     "bench_repeats", "grad_repeats", "ope_repeats", "bench_dim", "bench_dims_items", "ivf_nprobe",
                     "map_samples", "map_top_k", "map_repeats", "regime_items", "regime_clusters", "control_items",
                     "regime_users", "regime_dim", "regime_epochs", "regime_batch", "regime_samples", "regime_top_k",
-                    "bias_repeats", "regime_time_factor")
+                    "bias_repeats", "regime_time_factor", "regime_k_small")
         for name in positive:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
@@ -101,6 +104,10 @@ class PolicySettings(BaseSettings):
             v = self.epsilon if name == "epsilon" else self.epsilons[int(name[9:-1])]
             if not 0.0 <= v <= 1.0:
                 raise SettingsError(f"{name.upper()} must lie in [0, 1], got {v}")
+        if not 2 <= self.regime_s_small < self.regime_samples or self.regime_k_small >= self.regime_top_k:
+            raise SettingsError(f"REGIME_S_SMALL must lie in [2, REGIME_SAMPLES) and REGIME_K_SMALL below "
+                                f"REGIME_TOP_K (the sweeps compare them with the defaults), got "
+                                f"{self.regime_s_small}, {self.regime_k_small}")
         if not self.regime_lrs or min(self.regime_lrs) <= 0:
             raise SettingsError(f"REGIME_LRS must be a non-empty tuple of rates > 0, got {self.regime_lrs}")
         if self.lr <= 0 or self.second_lr <= 0:
@@ -130,7 +137,7 @@ PRESETS = {
                   bench_hnsw_max=5000, bench_repeats=3, grad_repeats=5, ope_repeats=2, dim=16,
                   map_sizes=(1000, 5000, 20_000), map_temperatures=(1.0, 4.0, 16.0), map_repeats=4,
                   regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2, regime_time_factor=2, regime_lrs=(3e-2, 1e-1),
-                  regime_samples=100, regime_top_k=32, bias_repeats=6),
+                  regime_samples=100, regime_top_k=32, regime_s_small=25, regime_k_small=8, bias_repeats=6),
     "tutorial": {},
     "paper": dict(dataset="twitch", second_dataset="goodreads", dim=1000, lr=1e-4, second_lr=5e-5, epochs=50,
                   second_top_k=256, ef_construction=128, bench_sizes=(10_000, 30_000, 100_000, 300_000, 1_000_000),

@@ -7,7 +7,8 @@ CHAPTER = "fast_offline_policy"
 CLAIMS = {"speedup-1e6", "reinforce-cost-linear", "mixture-cost-sublinear", "speedup-L", "uniform-breaks",
           "mixture-beats-uniform-gradient", "regime-train", "regime-test", "control-test", "uniform-not-best",
           "as-good-as-reinforce", "equal-time", "larger-S", "robust-K", "index-params", "index-argmax",
-          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias", "uniform-train-lags", "regime-equal-time"}
+          "snis-bias-small-S", "bias-falls-with-S", "reinforce-bias", "uniform-train-lags", "regime-equal-time",
+          "regime-larger-S", "regime-robust-K"}
 CHECKS = {"covariance", "index-recall-1e6", "regime-peaked"}
 
 
@@ -30,7 +31,12 @@ def test_ledger_typed_claims_roles_and_identity(smoke_run):
     assert by_id["regime-equal-time"]["n"] == n_test and by_id["regime-equal-time"]["role"] == "mechanism"
     eq = led["tables"]["regime_equal_time_final"]
     assert len(eq) == led["settings"]["seeds"] and set(eq.method) == {"uniform, equal time"}
-    for i in ("as-good-as-reinforce", "robust-K", "index-params", "index-argmax"):
+    sk = led["tables"]["regime_sk_final"]
+    s = led["settings"]
+    assert set(sk.method) == {"mixture", f"S={s['regime_s_small']}", f"K={s['regime_k_small']}"}
+    assert sk.groupby("method").size().eq(s["seeds"]).all()
+    assert by_id["regime-larger-S"]["n"] == by_id["regime-robust-K"]["n"] == n_test
+    for i in ("as-good-as-reinforce", "robust-K", "index-params", "index-argmax", "regime-robust-K"):
         assert by_id[i]["kind"] == "equivalence" and by_id[i]["margin"] > 0
 
 

@@ -559,6 +559,9 @@ def test_chapter_settings():
             CHAPTER.make("tutorial", **bad)
     with pytest.raises(SettingsError, match="SCALE"):
         CHAPTER.make("huge")
+    for bad in (dict(regime_s_small=200), dict(regime_s_small=1), dict(regime_k_small=128), dict(regime_k_small=0)):
+        with pytest.raises(SettingsError, match="REGIME_._SMALL"):
+            CHAPTER.make("tutorial", **bad)
 
 
 def test_experiment_helpers(data_tmp):
