@@ -75,7 +75,7 @@ class PolicySettings(BaseSettings):
     regime_batch: int = 64
     regime_samples: int = 200
     regime_top_k: int = 128
-    # the S and K sweeps on the regime problem: the mixture with a smaller S, and with a smaller K, seeds seeds each
+    # the S and K sweeps on the regime problem: the mixture with a smaller S, and with a smaller K (`seeds` each)
     regime_s_small: int = 50
     regime_k_small: int = 32
     bias_repeats: int = 60
@@ -136,7 +136,8 @@ PRESETS = {
                   bench_sizes=(2000, 5000, 10_000), bench_dims=(8, 16, 32), bench_dim=16, bench_dims_items=5000,
                   bench_hnsw_max=5000, bench_repeats=3, grad_repeats=5, ope_repeats=2, dim=16,
                   map_sizes=(1000, 5000, 20_000), map_temperatures=(1.0, 4.0, 16.0), map_repeats=4,
-                  regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2, regime_time_factor=2, regime_lrs=(3e-2, 1e-1),
+                  regime_items=5000, regime_clusters=300, control_items=1000, regime_users=600, regime_epochs=2,
+                  regime_time_factor=2, regime_lrs=(3e-2, 1e-1),
                   regime_samples=100, regime_top_k=32, regime_s_small=25, regime_k_small=8, bias_repeats=6),
     "tutorial": {},
     "paper": dict(dataset="twitch", second_dataset="goodreads", dim=1000, lr=1e-4, second_lr=5e-5, epochs=50,

@@ -56,7 +56,8 @@ class TTSSettings(BaseSettings):
     syn_temperature: float = 0.1
     syn_t_star: int = 40
     syn_lr: float = 5e-3
-    syn_seeds: int = 5  # replicates of each synthetic stream (seed k draws its own stream); cheap, so more than n_seeds
+    # replicates of each synthetic stream (seed k draws its own stream); cheap, so more than n_seeds
+    syn_seeds: int = 5
     control: bool = True  # also the control stream without personal taste
     dim: int = 32
     n_neg: int = 10
@@ -170,7 +171,8 @@ PRESETS = {
     "smoke": dict(max_interactions=15_000, syn_users=250, syn_items=300, syn_max_interactions=150, dim=16,
                   stage1_epochs=2, stage2_epochs=3, baseline_epochs=3, min_epochs=1, t_star_grid=(20, 40),
                   attribution_t_star=20,
-                  syn_t_star=20, syn_seeds=2, attribution_seeds=2, n_seeds=2, val_rows=500, checkpoint_rows=500, workers=1, full_rows=200,
+                  syn_t_star=20, syn_seeds=2, attribution_seeds=2, n_seeds=2, val_rows=500, checkpoint_rows=500,
+                  workers=1, full_rows=200,
                   speed_rounds=2, sim_seeds=2, sim_users=2000, sim_t_max=500, n_neg_eval=99),
     "tutorial": {},
     "paper": dict(dataset="ml-25m", synthetic=False, control=False, dim=64, k_last=20, max_len=200, stage1_epochs=20,
